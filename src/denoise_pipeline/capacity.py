@@ -1,0 +1,120 @@
+"""Provider capacity: at most `MaxParallelJobs` jobs at the provider at once, counted without a Scan or a race.
+
+One item in the jobs table (`job_id = "#capacity"`) holds the set of job ids that own a slot. Acquiring is a
+conditional ADD (set smaller than the limit, or already a member, and no back-off pause in force); releasing is a
+DELETE from the set, which is a no-op the second time, so a slot is released exactly once whoever releases it.
+The item has no `status`, so it never appears in the status index.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from .jobs import is_conditional_failure, iso, utc_now
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+CAPACITY_KEY = "#capacity"
+BASE_BACKOFF_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class CapacityState:
+    holders: frozenset[str]
+    paused_until: str | None
+    pause_reason: str | None
+    consecutive_rate_limits: int
+
+
+class CapacityGate:
+    def __init__(self, table: Table, max_parallel: int) -> None:
+        self._table = table
+        self._max = max_parallel
+
+    @property
+    def limit(self) -> int:
+        return self._max
+
+    def try_acquire(self, job_id: str, now: datetime | None = None) -> bool:
+        now = now or utc_now()
+        try:
+            self._table.update_item(
+                Key={"job_id": CAPACITY_KEY},
+                UpdateExpression="ADD holders :job",
+                ConditionExpression="(attribute_not_exists(holders) OR size(holders) < :max "
+                "OR contains(holders, :id)) AND (attribute_not_exists(paused_until) OR paused_until < :now)",
+                ExpressionAttributeValues={":job": {job_id}, ":id": job_id, ":max": self._max, ":now": iso(now)},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def release(self, job_id: str) -> bool:
+        """Free the job's slot; True only for the call that actually freed it."""
+        try:
+            self._table.update_item(
+                Key={"job_id": CAPACITY_KEY},
+                UpdateExpression="DELETE holders :job",
+                ConditionExpression="contains(holders, :id)",
+                ExpressionAttributeValues={":job": {job_id}, ":id": job_id},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def state(self) -> CapacityState:
+        item: dict[str, Any] = self._table.get_item(Key={"job_id": CAPACITY_KEY}, ConsistentRead=True).get("Item") or {}
+        return CapacityState(
+            holders=frozenset(str(h) for h in item.get("holders", set())),
+            paused_until=item.get("paused_until"),
+            pause_reason=item.get("pause_reason"),
+            consecutive_rate_limits=int(item.get("consecutive_rate_limits", 0)),
+        )
+
+    def free_slots(self, now: datetime | None = None) -> int:
+        state = self.state()
+        if state.paused_until and state.paused_until >= iso(now or utc_now()):
+            return 0
+        return max(0, self._max - len(state.holders))
+
+    def pause(self, reason: str, retry_after: float | None, now: datetime | None = None) -> str:
+        """The provider said 429 although we had a slot: stop admitting for Retry-After or an exponential back-off.
+
+        The account may be shared with other systems, so our own count is not the whole truth.
+        Returns the time admission resumes.
+        """
+        now = now or utc_now()
+        streak = self.state().consecutive_rate_limits
+        if retry_after is None:
+            backoff = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2**streak)
+            retry_after = backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+        until = iso(now + timedelta(seconds=retry_after))
+        self._table.update_item(
+            Key={"job_id": CAPACITY_KEY},
+            UpdateExpression="SET paused_until = :until, pause_reason = :reason ADD consecutive_rate_limits :one",
+            ExpressionAttributeValues={":until": until, ":reason": reason[:500], ":one": 1},
+        )
+        return until
+
+    def record_success(self) -> None:
+        """A submit went through: the provider has room again, so the back-off streak starts over."""
+        try:
+            self._table.update_item(
+                Key={"job_id": CAPACITY_KEY},
+                UpdateExpression="REMOVE consecutive_rate_limits, pause_reason",
+                ConditionExpression="attribute_exists(consecutive_rate_limits)",
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise

@@ -1,0 +1,204 @@
+"""Completion workflow: accept a verified callback durably, then copy outputs and record the final state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from aws_lambda_powertools import Logger
+
+from .callbacks import ConflictingCallback, InvalidCallback, UnknownCallback, parse_callback, verify_token
+from .capacity import CapacityGate
+from .events import EventPublisher
+from .jobs import JobNotFound, JobStore, TransitionRejected
+from .models import ConversionOutcome, ErrorCode, Job, JobStatus, OutputName, output_key
+from .musicgpt import MusicGptClient
+from .transfer import CopyError, OutputCopier, OutputRefused, OutputTooLarge
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+
+logger = Logger(child=True)
+
+
+class JobQueue:
+    """SQS adapter; a message is just a job id, everything else is read from the job.
+
+    Two queues use it: the copy queue (the webhook function copies a COPYING job's outputs) and the admission
+    queue (a slot was freed: the submit function admits the oldest queued jobs).
+    """
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._url = queue_url
+
+    def enqueue(self, job_id: str) -> None:
+        self._client.send_message(QueueUrl=self._url, MessageBody=json.dumps({"job_id": job_id}))
+
+
+@dataclass(frozen=True)
+class CompletionDeps:
+    store: JobStore
+    gate: CapacityGate
+    copier: OutputCopier
+    copy_queue: JobQueue
+    admission_queue: JobQueue
+    events: EventPublisher
+    output_bucket: str
+    output_prefix: str
+    max_copy_attempts: int
+    provider: MusicGptClient | None = None
+    confirm_with_status_lookup: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    status_code: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CopyReport:
+    job: Job
+    copied_bytes: int
+
+
+def accept_callback(
+    job_id: str,
+    token: str,
+    payload_source: Callable[[], dict[str, Any]],
+    secrets: Callable[[], Sequence[str]],
+    deps: CompletionDeps,
+) -> CallbackAnswer:
+    """Verify, parse and record a provider callback; the copy happens later, off the request path.
+
+    Order matters: token, then the body, then the job and its state, then task id and URLs; nothing is
+    written or fetched until all of them pass.
+    """
+    verify_token(secrets, job_id, token)
+    outcome = parse_callback(payload_source())
+    try:
+        job = deps.store.get(job_id)
+    except JobNotFound:
+        raise UnknownCallback from None
+    if job.task_id is not None and outcome.task_id != job.task_id:
+        raise ConflictingCallback("task_id does not match this job")
+    duplicate = _duplicate_answer(job)
+    if duplicate:
+        return duplicate
+    if job.status is not JobStatus.SUBMITTED:
+        raise ConflictingCallback(f"job is {job.status.value}; a callback is accepted only once it is SUBMITTED")
+    if outcome.succeeded:
+        for url in outcome.outputs.values():
+            try:
+                deps.copier.policy.check(url)
+            except OutputRefused as exc:
+                raise InvalidCallback(f"output URL refused: {exc}") from exc
+    if deps.confirm_with_status_lookup and deps.provider is not None:
+        outcome = _confirmed(outcome, deps.provider)
+    return record_outcome(job, outcome, deps)
+
+
+def record_outcome(job: Job, outcome: ConversionOutcome, deps: CompletionDeps) -> CallbackAnswer:
+    """Shared by the webhook and the reconciler: SUBMITTED → COPYING (+ copy queued) or → FAILED."""
+    try:
+        if outcome.succeeded:
+            deps.store.mark_copying(job.job_id, outcome)
+            deps.copy_queue.enqueue(job.job_id)
+            return CallbackAnswer(202, {"job_id": job.job_id, "status": JobStatus.COPYING.value})
+        failed = deps.store.mark_failed(
+            job.job_id, ErrorCode.CONVERSION_FAILED, outcome.message, from_states=(JobStatus.SUBMITTED,)
+        )
+    except TransitionRejected:
+        current = deps.store.get(job.job_id)
+        return _duplicate_answer(current) or CallbackAnswer(
+            409, {"error": "conflict", "message": f"job is {current.status.value}"}
+        )
+    finish(failed, deps)
+    return CallbackAnswer(200, {"job_id": job.job_id, "status": failed.status.value})
+
+
+def _duplicate_answer(job: Job) -> CallbackAnswer | None:
+    """A repeated callback for an accepted job is answered 200 and changes nothing."""
+    if job.status in (JobStatus.COPYING, JobStatus.COMPLETED) or (
+        job.status is JobStatus.FAILED and job.error_code == ErrorCode.CONVERSION_FAILED
+    ):
+        return CallbackAnswer(200, {"job_id": job.job_id, "status": job.status.value, "duplicate": True})
+    return None
+
+
+def _confirmed(outcome: ConversionOutcome, provider: MusicGptClient) -> ConversionOutcome:
+    status = provider.get_status(task_id=outcome.task_id)
+    if not status.finished or status.succeeded != outcome.succeeded:
+        raise ConflictingCallback("the provider's status lookup does not confirm this callback")
+    return outcome
+
+
+def copy_outputs(job_id: str, receive_count: int, deps: CompletionDeps) -> CopyReport | None:
+    """Copy every output of a COPYING job, then mark it COMPLETED; None if there is nothing to do.
+
+    Raises CopyError for another attempt while attempts remain; after the last one the job is FAILED.
+    """
+    job = deps.store.find(job_id)
+    if job is None or job.status is not JobStatus.COPYING:
+        return None
+    free_slot(job.job_id, deps)
+    try:
+        keys, total = _copy_all(job, deps)
+    except (OutputRefused, OutputTooLarge) as exc:
+        code = ErrorCode.OUTPUT_TOO_LARGE if isinstance(exc, OutputTooLarge) else ErrorCode.OUTPUT_REFUSED
+        return _fail_copy(job, code, str(exc), deps)
+    except CopyError as exc:
+        deps.store.record_copy_attempt(job.job_id, str(exc))
+        if receive_count >= deps.max_copy_attempts:
+            message = f"copy failed after {receive_count} attempts: {exc}"
+            return _fail_copy(job, ErrorCode.COPY_FAILED, message, deps)
+        raise
+    try:
+        completed = deps.store.mark_completed(job.job_id, keys, total)
+    except TransitionRejected:
+        return None
+    finish(completed, deps)
+    return CopyReport(completed, total)
+
+
+def _copy_all(job: Job, deps: CompletionDeps) -> tuple[dict[str, str], int]:
+    metadata = {"job-id": job.job_id, "task-id": job.task_id or "", "source-key": quote(job.source_key, safe="/")}
+    keys: dict[str, str] = {}
+    total = 0
+    for name in OutputName:
+        url = job.output_urls.get(name.value)
+        if not url:
+            continue
+        key = output_key(deps.output_prefix, job.source_key, name)
+        total += deps.copier.copy(url, deps.output_bucket, key, content_type=name.content_type, metadata=metadata)
+        keys[name.value] = key
+    return keys, total
+
+
+def _fail_copy(job: Job, code: ErrorCode, message: str, deps: CompletionDeps) -> CopyReport | None:
+    try:
+        failed = deps.store.mark_failed(job.job_id, code, message, from_states=(JobStatus.COPYING,))
+    except TransitionRejected:
+        return None
+    finish(failed, deps)
+    return CopyReport(failed, 0)
+
+
+def free_slot(job_id: str, deps: CompletionDeps) -> None:
+    """The provider is done with this job: give its slot back and wake the admission of queued jobs.
+
+    The release is idempotent (a set DELETE), so a retried copy or a final transition after it is harmless;
+    only a real release sends a wake-up.
+    """
+    if deps.gate.release(job_id):
+        deps.admission_queue.enqueue(job_id)
+
+
+def finish(job: Job, deps: CompletionDeps) -> None:
+    """After a job's final transition (won by this caller only): free its slot, tell the world."""
+    free_slot(job.job_id, deps)
+    deps.events.job_finished(job)

@@ -1,0 +1,29 @@
+"""ReconcileFunction: scheduled sweep for lost webhooks, lost copies, crashed submits and leaked slots."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ..jobs import utc_now
+from ..reconcile import reconcile
+from ..runtime import completion_deps, reconcile_policy, submit_deps
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    report = asdict(reconcile(utc_now(), submit_deps(), completion_deps(), reconcile_policy()))
+    logger.info("reconcile finished", extra=report)
+    metrics.add_metric(name="JobsTimedOut", unit=MetricUnit.Count, value=report["timed_out"])
+    metrics.add_metric(name="SlotsRecovered", unit=MetricUnit.Count, value=report["slots_released"])
+    return report

@@ -1,0 +1,318 @@
+"""DynamoDB job store: one item per job, every transition a conditional update, final states never change.
+
+Key schema: `job_id` (hash). GSI `by-status`: `status` (hash) + `status_at` (range, ISO-8601 UTC), so the
+reconciler and the capacity queue list jobs by state, oldest first, without a Scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from .models import (
+    FINAL_STATES,
+    NON_FINAL_STATES,
+    ConversionOutcome,
+    Job,
+    JobStatus,
+    SourceObject,
+    SubmitResult,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+STATUS_INDEX = "by-status"
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class TransitionRejected(RuntimeError):
+    """A conditional transition lost: the job is no longer in a state that allows it (another writer won)."""
+
+    def __init__(self, job_id: str, target: JobStatus) -> None:
+        super().__init__(f"job {job_id} cannot move to {target}")
+        self.job_id = job_id
+        self.target = target
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def is_conditional_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in {
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    }
+
+
+class JobStore:
+    def __init__(self, table: Table, *, lease_seconds: int = 120) -> None:
+        self._table = table
+        self._lease = timedelta(seconds=lease_seconds)
+
+    def get(self, job_id: str) -> Job:
+        item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        if item is None or "status" not in item:
+            raise JobNotFound(job_id)
+        return Job.from_item(item)
+
+    def find(self, job_id: str) -> Job | None:
+        try:
+            return self.get(job_id)
+        except JobNotFound:
+            return None
+
+    def create_claimed(self, source: SourceObject, now: datetime | None = None) -> Job | None:
+        """Create the job in RECEIVED with the submit lease held by the caller; None if it already exists."""
+        now = now or utc_now()
+        stamp = iso(now)
+        item: dict[str, Any] = {
+            "job_id": source.job_id,
+            "status": JobStatus.RECEIVED.value,
+            "status_at": stamp,
+            "created_at": stamp,
+            "received_at": stamp,
+            "updated_at": stamp,
+            "source_bucket": source.bucket,
+            "source_key": source.key,
+            "source_size": source.size,
+            "source_etag": source.etag,
+            "source_version_id": source.version_id,
+            "submit_attempts": 1,
+            "lease_until": iso(now + self._lease),
+        }
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise
+        return Job.from_item(item)
+
+    def claim(self, job_id: str, now: datetime | None = None) -> Job | None:
+        """Take the submit lease of a waiting job (RECEIVED/QUEUED) unless a live one is held; None if not."""
+        now = now or utc_now()
+        try:
+            result = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET lease_until = :until, updated_at = :now ADD submit_attempts :one",
+                ConditionExpression="#s IN (:received, :queued) AND "
+                "(attribute_not_exists(lease_until) OR lease_until < :now)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":until": iso(now + self._lease),
+                    ":now": iso(now),
+                    ":one": 1,
+                    ":received": JobStatus.RECEIVED.value,
+                    ":queued": JobStatus.QUEUED.value,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise
+        return Job.from_item(result["Attributes"])
+
+    def release_lease(self, job_id: str) -> None:
+        """Give the lease back after a transient failure so the next retry can claim the job at once."""
+        self._update(
+            job_id,
+            None,
+            "REMOVE lease_until",
+            "#s IN (:received, :queued)",
+            {":received": JobStatus.RECEIVED.value, ":queued": JobStatus.QUEUED.value},
+            quiet=True,
+        )
+
+    def mark_queued(self, job_id: str, reason: str, now: datetime | None = None) -> Job:
+        """RECEIVED/QUEUED → QUEUED; the queue position (`status_at`) is kept when the job was already queued."""
+        now = now or utc_now()
+        stamp = iso(now)
+        return self._update(
+            job_id,
+            JobStatus.QUEUED,
+            "SET #s = :queued, queued_at = if_not_exists(queued_at, :now), "
+            "status_at = if_not_exists(queued_at, :now), queue_reason = :reason, updated_at = :now "
+            "REMOVE lease_until",
+            "#s IN (:received, :queued)",
+            {
+                ":received": JobStatus.RECEIVED.value,
+                ":queued": JobStatus.QUEUED.value,
+                ":now": stamp,
+                ":reason": reason,
+            },
+        )
+
+    def mark_submitted(self, job_id: str, result: SubmitResult, now: datetime | None = None) -> Job:
+        stamp = iso(now or utc_now())
+        values: dict[str, Any] = {
+            ":submitted": JobStatus.SUBMITTED.value,
+            ":received": JobStatus.RECEIVED.value,
+            ":queued": JobStatus.QUEUED.value,
+            ":now": stamp,
+            ":task": result.task_id,
+            ":conversion": result.conversion_id,
+        }
+        sets = ["#s = :submitted", "status_at = :now", "submitted_at = :now", "updated_at = :now"]
+        sets += ["task_id = :task", "conversion_id = :conversion"]
+        for name, value in (
+            ("eta", result.eta),
+            ("credit_estimate", result.credit_estimate),
+            ("provider_status", result.status),
+            ("provider_message", result.message),
+        ):
+            if value is not None and value != "":
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = value
+        return self._update(
+            job_id,
+            JobStatus.SUBMITTED,
+            "SET " + ", ".join(sets) + " REMOVE lease_until, queue_reason",
+            "#s IN (:received, :queued)",
+            values,
+        )
+
+    def mark_copying(self, job_id: str, outcome: ConversionOutcome, now: datetime | None = None) -> Job:
+        """SUBMITTED → COPYING with the output URLs: the durable record of an accepted callback."""
+        stamp = iso(now or utc_now())
+        values: dict[str, Any] = {
+            ":copying": JobStatus.COPYING.value,
+            ":submitted": JobStatus.SUBMITTED.value,
+            ":task": outcome.task_id,
+            ":now": stamp,
+            ":urls": {name.value: url for name, url in outcome.outputs.items()},
+        }
+        sets = ["#s = :copying", "status_at = :now", "copying_at = :now", "updated_at = :now", "output_urls = :urls"]
+        if outcome.conversion_cost is not None:
+            sets.append("conversion_cost = :cost")
+            values[":cost"] = outcome.conversion_cost
+        if outcome.conversion_duration is not None:
+            sets.append("conversion_duration = :duration")
+            values[":duration"] = outcome.conversion_duration
+        return self._update(
+            job_id, JobStatus.COPYING, "SET " + ", ".join(sets), "#s = :submitted AND task_id = :task", values
+        )
+
+    def mark_completed(
+        self, job_id: str, output_keys: dict[str, str], copied_bytes: int, now: datetime | None = None
+    ) -> Job:
+        stamp = iso(now or utc_now())
+        return self._update(
+            job_id,
+            JobStatus.COMPLETED,
+            "SET #s = :completed, status_at = :now, completed_at = :now, updated_at = :now, "
+            "output_keys = :keys, copied_bytes = :bytes",
+            "#s = :copying",
+            {
+                ":completed": JobStatus.COMPLETED.value,
+                ":copying": JobStatus.COPYING.value,
+                ":now": stamp,
+                ":keys": output_keys,
+                ":bytes": copied_bytes,
+            },
+        )
+
+    def mark_failed(
+        self,
+        job_id: str,
+        code: str,
+        message: str,
+        *,
+        from_states: Iterable[JobStatus] = NON_FINAL_STATES,
+        target: JobStatus = JobStatus.FAILED,
+        now: datetime | None = None,
+    ) -> Job:
+        """Any non-final state → FAILED (or TIMED_OUT) with the reason kept."""
+        stamp = iso(now or utc_now())
+        allowed = sorted(set(from_states) - FINAL_STATES)
+        placeholders = {f":from{i}": state.value for i, state in enumerate(allowed)}
+        attribute = f"{target.value.lower()}_at"
+        return self._update(
+            job_id,
+            target,
+            f"SET #s = :target, status_at = :now, {attribute} = :now, updated_at = :now, "
+            "error_code = :code, error_message = :message REMOVE lease_until",
+            f"#s IN ({', '.join(placeholders)})",
+            {":target": target.value, ":now": stamp, ":code": code, ":message": message[:1000], **placeholders},
+        )
+
+    def record_copy_attempt(self, job_id: str, error: str) -> None:
+        self._update(
+            job_id,
+            None,
+            "SET last_copy_error = :error ADD copy_attempts :one",
+            "#s = :copying",
+            {":error": error[:1000], ":one": 1, ":copying": JobStatus.COPYING.value},
+            quiet=True,
+        )
+
+    def list_by_status(
+        self, status: JobStatus, *, older_than: datetime | None = None, limit: int = 100
+    ) -> Iterator[Job]:
+        """Jobs in `status`, oldest first, optionally only those that entered it before `older_than`."""
+        condition = "#s = :status" + (" AND status_at < :before" if older_than else "")
+        values: dict[str, Any] = {":status": status.value}
+        if older_than:
+            values[":before"] = iso(older_than)
+        kwargs: dict[str, Any] = {
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": True,
+            "Limit": min(limit, 100),
+        }
+        returned = 0
+        while returned < limit:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                if returned >= limit:
+                    return
+                returned += 1
+                yield Job.from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _update(
+        self,
+        job_id: str,
+        target: JobStatus | None,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        quiet: bool = False,
+    ) -> Job:
+        try:
+            result = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(job_id) AND " + condition,
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                if quiet:
+                    return self.get(job_id)
+                raise TransitionRejected(job_id, target or JobStatus.RECEIVED) from exc
+            raise
+        return Job.from_item(result["Attributes"])
+
+
+def lease_expired(job: Job, now: datetime) -> bool:
+    return job.lease_until is None or job.lease_until < iso(now)

@@ -1,0 +1,337 @@
+"""HTTP adapter for the MusicGPT API: POST /denoise and GET /byId, with typed results and typed errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
+from io import RawIOBase
+from typing import IO, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .models import ConversionOutcome, OutputName, SubmitResult
+
+SUCCESS_STATUSES = frozenset({"COMPLETED", "SUCCESS", "SUCCEEDED"})
+FAILURE_STATUSES = frozenset({"FAILED", "ERROR", "CANCELLED"})
+RETRYABLE_STATUS_CODES = frozenset({500, 502, 503, 504})
+
+
+class ProviderError(Exception):
+    """Any unsuccessful exchange with the provider; `message` is the provider's own words when it gave any."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class ProviderRetryableError(ProviderError):
+    """Try again later: 5xx, timeouts, connection errors, an unreadable answer."""
+
+
+class ProviderRateLimited(ProviderRetryableError):
+    """429: the account's parallel-job or request limit is reached."""
+
+    def __init__(self, message: str, *, retry_after: float | None) -> None:
+        super().__init__(message, status_code=429)
+        self.retry_after = retry_after
+
+
+class ProviderRejectedError(ProviderError):
+    """This request will never succeed as it is (400, 404, 409, 422 and other 4xx)."""
+
+
+class ProviderAuthError(ProviderRejectedError):
+    """401/403: the API key is wrong or revoked."""
+
+
+class ProviderCreditsError(ProviderRejectedError):
+    """402: the account has no credits left."""
+
+
+@dataclass(frozen=True)
+class AudioUpload:
+    """An object to send as `audio_file`; `open_stream` may be called again when a retry needs the body anew."""
+
+    filename: str
+    size: int
+    content_type: str
+    open_stream: Callable[[], IO[bytes]]
+
+
+class MusicGptClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Callable[[], str],
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_retries: int = 3,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key  # called per request, so a rotated key is picked up when the cache expires
+        self._timeout = (connect_timeout, read_timeout)
+        self._session = session or _session_with_retries(max_retries)
+
+    def submit_denoise(
+        self, *, webhook_url: str, audio_url: str | None = None, audio_file: AudioUpload | None = None
+    ) -> SubmitResult:
+        if (audio_url is None) == (audio_file is None):
+            raise ValueError("exactly one of audio_url and audio_file is required")
+        headers = {"Authorization": self._api_key()}
+        if audio_url is not None:
+            body: Any = {"audio_url": audio_url, "webhook_url": webhook_url}
+            response = self._send("POST", "/denoise", headers=headers, files=_form_fields(body))
+        else:
+            assert audio_file is not None
+            stream = MultipartStream({"webhook_url": webhook_url}, "audio_file", audio_file)
+            headers |= {"Content-Type": stream.content_type, "Content-Length": str(len(stream))}
+            response = self._send("POST", "/denoise", headers=headers, data=stream)
+        return _parse_submit(_json_object(response))
+
+    def get_status(self, *, task_id: str | None = None, conversion_id: str | None = None) -> ConversionOutcome:
+        if (task_id is None) == (conversion_id is None):
+            raise ValueError("exactly one of task_id and conversion_id is required")
+        params = {"conversionType": "DENOISING"}
+        params |= {"task_id": task_id} if task_id is not None else {"conversion_id": str(conversion_id)}
+        response = self._send("GET", "/byId", headers={"Authorization": self._api_key()}, params=params)
+        return parse_status(_json_object(response), task_id=task_id or "")
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self._session.request(method, self._base_url + path, timeout=self._timeout, **kwargs)
+        except requests.exceptions.RetryError as exc:
+            raise ProviderRetryableError(f"provider kept failing: {exc}") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ProviderRetryableError(f"provider unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise _error_for(response)
+        return response
+
+
+def _session_with_retries(max_retries: int) -> requests.Session:
+    # POST is retried only where the request cannot have been processed: connection failures, and 5xx answers.
+    # A read timeout is not retried here (the job may exist); the caller's own retry decides.
+    retry = Retry(
+        total=max_retries,
+        connect=max_retries,
+        read=0,
+        status=max_retries,
+        other=0,
+        allowed_methods=frozenset({"GET", "POST"}),
+        status_forcelist=RETRYABLE_STATUS_CODES,
+        backoff_factor=0.5,
+        backoff_jitter=0.5,
+        backoff_max=8,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def _form_fields(fields: dict[str, str]) -> dict[str, tuple[None, str]]:
+    """requests sends `files` entries with a None filename as plain multipart/form-data fields."""
+    return {name: (None, value) for name, value in fields.items()}
+
+
+def _error_for(response: requests.Response) -> ProviderError:
+    status = response.status_code
+    message = f"HTTP {status}: {provider_message(response)}"
+    if status == 429:
+        return ProviderRateLimited(message, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    if status in (401, 403):
+        return ProviderAuthError(message, status_code=status)
+    if status == 402:
+        return ProviderCreditsError(message, status_code=status)
+    if status >= 500 or status == 408:
+        return ProviderRetryableError(message, status_code=status)
+    return ProviderRejectedError(message, status_code=status)
+
+
+def provider_message(response: requests.Response) -> str:
+    """The error body is undocumented: take `message`, `error` or `detail`, else a short excerpt of the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for name in ("message", "error", "detail"):
+            value = body.get(name)
+            if value:
+                return value if isinstance(value, str) else json.dumps(value)[:500]
+    text = " ".join(response.text.split())
+    return text[:300] or response.reason or "no message"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        excerpt = " ".join(response.text.split())[:200]
+        message = f"provider answered HTTP {response.status_code} with non-JSON: {excerpt!r}"
+        raise ProviderRetryableError(message) from exc
+    if not isinstance(body, dict):
+        message = f"provider answered HTTP {response.status_code} with a JSON {type(body).__name__}"
+        raise ProviderRetryableError(message)
+    return body
+
+
+def _parse_submit(body: dict[str, Any]) -> SubmitResult:
+    if body.get("success") is False:
+        raise ProviderRejectedError(f"provider refused the job: {body.get('message') or body}")
+    task_id = body.get("task_id")
+    if not isinstance(task_id, str) or not task_id:
+        raise ProviderRetryableError(f"provider answer has no task_id: {json.dumps(body)[:300]}")
+    return SubmitResult(
+        task_id=task_id,
+        conversion_id=str(body.get("conversion_id") or ""),
+        eta=_optional_int(body.get("eta")),
+        credit_estimate=_optional_decimal(body.get("credit_estimate")),
+        status=body.get("status") if isinstance(body.get("status"), str) else None,
+        message=body.get("message") if isinstance(body.get("message"), str) else None,
+    )
+
+
+def parse_status(body: dict[str, Any], *, task_id: str) -> ConversionOutcome:
+    """Parse GET /byId defensively: its denoise shape is undocumented, so unknown means "not finished"."""
+    conversion = body.get("conversion")
+    if not isinstance(conversion, dict):
+        conversion = body
+    status = str(conversion.get("status") or "").upper()
+    outputs = _output_urls(conversion)
+    message = str(conversion.get("status_msg") or conversion.get("message") or status or "no status")
+    return ConversionOutcome(
+        task_id=str(conversion.get("task_id") or task_id),
+        finished=status in SUCCESS_STATUSES or status in FAILURE_STATUSES,
+        succeeded=status in SUCCESS_STATUSES,
+        message=message,
+        outputs=outputs,
+        conversion_cost=_cost(conversion.get("conversion_cost")),
+        conversion_duration=_optional_decimal(conversion.get("conversion_duration")),
+        conversion_id=str(conversion.get("conversion_id") or "") or None,
+    )
+
+
+def _output_urls(payload: dict[str, Any]) -> dict[OutputName, str]:
+    return {name: value for name in OutputName if isinstance(value := payload.get(name.value), str) and value}
+
+
+def _cost(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    return str(value)
+
+
+def _optional_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _optional_decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+class MultipartStream(RawIOBase):
+    """A multipart/form-data body read piece by piece, so an audio_file upload never sits whole in memory.
+
+    Its length is known up front (Content-Length) and `seek(0)` re-opens the source, so urllib3 can retry it.
+    """
+
+    def __init__(self, fields: dict[str, str], file_field: str, upload: AudioUpload) -> None:
+        super().__init__()
+        boundary = uuid.uuid4().hex
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in fields.items()
+        )
+        filename = upload.filename.replace('"', "%22").replace("\r", "").replace("\n", "")
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
+            f"Content-Type: {upload.content_type}\r\n\r\n"
+        ).encode()
+        self._head = head
+        self._tail = f"\r\n--{boundary}--\r\n".encode()
+        self._upload = upload
+        self._length = len(head) + upload.size + len(self._tail)
+        self._position = 0
+        self._parts: Iterator[bytes] = self._generate()
+        self._pending = b""
+
+    def __len__(self) -> int:
+        return self._length
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 2 and offset == 0:  # requests measures the length this way
+            return self._length
+        if (offset, whence) != (0, 0):
+            raise OSError("MultipartStream can only rewind to the start")
+        self._parts = self._generate()
+        self._pending = b""
+        self._position = 0
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
+            try:
+                self._pending = next(self._parts)
+            except StopIteration:
+                return 0
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        self._position += count
+        return count
+
+    def _generate(self) -> Iterator[bytes]:
+        yield self._head
+        sent = 0
+        with self._upload.open_stream() as stream:
+            while chunk := stream.read(256 * 1024):
+                sent += len(chunk)
+                yield chunk
+        if sent != self._upload.size:
+            raise OSError(f"source changed while uploading: {sent} bytes read, {self._upload.size} expected")
+        yield self._tail

@@ -1,0 +1,147 @@
+"""Submit workflow: an uploaded object becomes exactly one provider job, admitted within provider capacity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aws_lambda_powertools import Logger
+
+from .capacity import CapacityGate
+from .events import EventPublisher
+from .jobs import JobStore, TransitionRejected
+from .models import ErrorCode, Job, JobStatus, SourceObject
+from .musicgpt import (
+    MusicGptClient,
+    ProviderAuthError,
+    ProviderCreditsError,
+    ProviderRateLimited,
+    ProviderRejectedError,
+)
+from .settings import SubmitMode
+from .sources import InputObjects, WebhookLinks
+
+logger = Logger(child=True)
+
+WAITING_FOR_SLOT = "waiting for a free provider slot"
+
+
+class Outcome(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    QUEUED = "QUEUED"
+    FAILED = "FAILED"
+    DUPLICATE = "DUPLICATE"
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True)
+class SubmitDeps:
+    store: JobStore
+    gate: CapacityGate
+    provider: MusicGptClient
+    inputs: InputObjects
+    links: WebhookLinks
+    events: EventPublisher
+    mode: SubmitMode
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class SubmitReport:
+    outcome: Outcome
+    job_id: str | None
+    detail: str = ""
+
+
+def handle_new_object(source: SourceObject, deps: SubmitDeps) -> SubmitReport:
+    """Create the job (once per object version) and submit it, or queue it when the provider is at capacity.
+
+    Raises ProviderRetryableError on a transient provider failure after giving the lease back, so the
+    caller's retry (Lambda's async retry, the reconciler) submits the same job again.
+    """
+    reason = source.skip_reason
+    if reason:
+        return SubmitReport(Outcome.SKIPPED, None, reason)
+    job = deps.store.create_claimed(source)
+    if job is None:
+        job = deps.store.claim(source.job_id)
+        if job is None:
+            current = deps.store.find(source.job_id)
+            state = current.status.value if current else "unknown"
+            return SubmitReport(Outcome.DUPLICATE, source.job_id, f"already handled ({state})")
+    return submit_claimed(job, deps)
+
+
+def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
+    """Submit a job whose lease the caller holds."""
+    if job.submit_attempts > deps.max_attempts:
+        failed = deps.store.mark_failed(
+            job.job_id,
+            ErrorCode.SUBMIT_ATTEMPTS_EXHAUSTED,
+            f"gave up after {deps.max_attempts} submit attempts",
+            from_states=(JobStatus.RECEIVED, JobStatus.QUEUED),
+        )
+        deps.events.job_finished(failed)
+        return SubmitReport(Outcome.FAILED, job.job_id, failed.error_message or "")
+    if not deps.gate.try_acquire(job.job_id):
+        deps.store.mark_queued(job.job_id, WAITING_FOR_SLOT)
+        return SubmitReport(Outcome.QUEUED, job.job_id, WAITING_FOR_SLOT)
+    try:
+        if deps.mode is SubmitMode.AUDIO_FILE:
+            result = deps.provider.submit_denoise(
+                audio_file=deps.inputs.upload(job.source), webhook_url=deps.links.url_for(job.job_id)
+            )
+        else:
+            result = deps.provider.submit_denoise(
+                audio_url=deps.inputs.presigned_url(job.source), webhook_url=deps.links.url_for(job.job_id)
+            )
+    except ProviderRateLimited as exc:
+        deps.gate.release(job.job_id)
+        resume_at = deps.gate.pause(exc.message, exc.retry_after)
+        detail = f"provider rate limit ({exc.message}); admission paused until {resume_at}"
+        deps.store.mark_queued(job.job_id, detail)
+        return SubmitReport(Outcome.QUEUED, job.job_id, detail)
+    except ProviderRejectedError as exc:
+        deps.gate.release(job.job_id)
+        failed = deps.store.mark_failed(
+            job.job_id, _error_code(exc), exc.message, from_states=(JobStatus.RECEIVED, JobStatus.QUEUED)
+        )
+        deps.events.job_finished(failed)
+        return SubmitReport(Outcome.FAILED, job.job_id, exc.message)
+    except Exception:
+        deps.gate.release(job.job_id)
+        deps.store.release_lease(job.job_id)
+        raise
+    try:
+        deps.store.mark_submitted(job.job_id, result)
+    except TransitionRejected:
+        # Only the lease holder submits, so this means the lease expired mid-call and the job moved on.
+        logger.error("job changed state while submitting", extra={"task_id": result.task_id})
+        raise
+    deps.gate.record_success()
+    return SubmitReport(Outcome.SUBMITTED, job.job_id, result.task_id)
+
+
+def admit_queued(deps: SubmitDeps, *, limit: int = 25) -> int:
+    """Submit queued jobs, oldest first, while slots are free. Returns how many were submitted."""
+    submitted = 0
+    free = deps.gate.free_slots()
+    if free == 0:
+        return 0
+    for job in deps.store.list_by_status(JobStatus.QUEUED, limit=min(limit, free * 2)):
+        claimed = deps.store.claim(job.job_id)
+        if claimed is None:
+            continue
+        report = submit_claimed(claimed, deps)
+        if report.outcome is Outcome.QUEUED:
+            break
+        submitted += report.outcome is Outcome.SUBMITTED
+    return submitted
+
+
+def _error_code(exc: ProviderRejectedError) -> ErrorCode:
+    if isinstance(exc, ProviderAuthError):
+        return ErrorCode.PROVIDER_AUTH
+    if isinstance(exc, ProviderCreditsError):
+        return ErrorCode.INSUFFICIENT_CREDITS
+    return ErrorCode.PROVIDER_REJECTED
