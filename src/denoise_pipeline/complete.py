@@ -16,7 +16,7 @@ from .events import EventPublisher
 from .jobs import JobNotFound, JobStore, TransitionRejected
 from .models import ConversionOutcome, ErrorCode, Job, JobStatus, OutputName, output_key
 from .musicgpt import MusicGptClient
-from .transfer import CopyError, OutputCopier, OutputRefused, OutputTooLarge
+from .transfer import CopyError, OutputCopier, OutputRefused, OutputTooLarge, UrlPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -92,14 +92,21 @@ def accept_callback(
     if job.status is not JobStatus.SUBMITTED:
         raise ConflictingCallback(f"job is {job.status.value}; a callback is accepted only once it is SUBMITTED")
     if outcome.succeeded:
-        for url in outcome.outputs.values():
-            try:
-                deps.copier.policy.check(url)
-            except OutputRefused as exc:
-                raise InvalidCallback(f"output URL refused: {exc}") from exc
+        _refuse_unsafe_urls(outcome, deps.copier.policy)
     if deps.confirm_with_status_lookup and deps.provider is not None:
         outcome = _confirmed(outcome, deps.provider)
     return record_outcome(job, outcome, deps)
+
+
+def _refuse_unsafe_urls(outcome: ConversionOutcome, policy: UrlPolicy) -> None:
+    """SSRF guard before anything is written; the copier checks again at fetch time (DNS may change)."""
+    for url in outcome.outputs.values():
+        try:
+            policy.check_resolved(url)
+        except OutputRefused as exc:
+            raise InvalidCallback(f"output URL refused: {exc}") from exc
+        except CopyError:
+            continue  # a resolution hiccup is not a verdict; the copy resolves again and retries
 
 
 def record_outcome(job: Job, outcome: ConversionOutcome, deps: CompletionDeps) -> CallbackAnswer:

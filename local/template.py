@@ -1,0 +1,286 @@
+"""Read template.yaml and create its stateful resources on an emulated AWS (moto in-process or moto's server).
+
+Nothing here repeats the template: bucket names, the table's keys and index, queue settings, secrets and the bus
+come from the resource definitions, and each function's environment comes from Globals plus the function's own
+variables, resolved the way CloudFormation would (Ref, Fn::Sub, Fn::GetAtt, pseudo parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from cfn_tools import load_yaml
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+EMULATED_TYPES = (
+    "AWS::S3::Bucket",
+    "AWS::DynamoDB::Table",
+    "AWS::SQS::Queue",
+    "AWS::SecretsManager::Secret",
+    "AWS::Events::EventBus",
+)
+_SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+class TemplateError(RuntimeError):
+    pass
+
+
+@dataclass
+class StackResources:
+    """What the emulated stack holds: Ref values and Fn::GetAtt values by logical id."""
+
+    stack_name: str
+    parameters: dict[str, str]
+    refs: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def ref(self, logical_id: str) -> str:
+        return self.refs[logical_id]
+
+
+class Template:
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.document = document
+        self.resources: Mapping[str, Any] = document["Resources"]
+
+    @classmethod
+    def load(cls, path: Path = TEMPLATE_PATH) -> Template:
+        return cls(load_yaml(path.read_text(encoding="utf-8")))
+
+    def parameter_values(self, overrides: Mapping[str, str]) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for name, spec in self.document.get("Parameters", {}).items():
+            if name in overrides:
+                values[name] = str(overrides[name])
+            elif "Default" in spec:
+                values[name] = str(spec["Default"])
+            else:
+                raise TemplateError(f"parameter {name} has no default; pass it as an override")
+        unknown = set(overrides) - set(values)
+        if unknown:
+            raise TemplateError(f"unknown template parameters: {sorted(unknown)}")
+        return values
+
+    def resources_of_type(self, resource_type: str) -> list[tuple[str, Mapping[str, Any]]]:
+        return [
+            (logical_id, resource.get("Properties", {}))
+            for logical_id, resource in self.resources.items()
+            if resource["Type"] == resource_type
+        ]
+
+    def function(self, logical_id: str) -> Mapping[str, Any]:
+        resource = self.resources[logical_id]
+        if resource["Type"] != "AWS::Serverless::Function":
+            raise TemplateError(f"{logical_id} is not a function")
+        properties: Mapping[str, Any] = resource["Properties"]
+        return properties
+
+    def handler(self, logical_id: str) -> str:
+        return str(self.function(logical_id)["Handler"])
+
+    def function_environment(
+        self, logical_id: str, stack: StackResources, overrides: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Globals + the function's own variables, resolved; `overrides` replace values that point at resources
+        the emulation does not have (the API Gateway URL)."""
+        overrides = overrides or {}
+        global_vars = self.document.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        own_vars = self.function(logical_id).get("Environment", {}).get("Variables", {})
+        merged = {**global_vars, **own_vars}
+        return {
+            name: overrides[name] if name in overrides else str(resolve(value, stack)) for name, value in merged.items()
+        }
+
+    def http_routes(self, logical_id: str) -> list[tuple[str, str]]:
+        """(method, path) of the function's HttpApi events, e.g. ("POST", "/webhooks/{job_id}/{token}")."""
+        events = self.function(logical_id).get("Events", {})
+        return [
+            (str(event["Properties"]["Method"]).upper(), str(event["Properties"]["Path"]))
+            for event in events.values()
+            if event["Type"] == "HttpApi"
+        ]
+
+    def event_queue(self, logical_id: str) -> str:
+        """Logical id of the queue behind the function's SQS event."""
+        for event in self.function(logical_id).get("Events", {}).values():
+            if event["Type"] == "SQS":
+                queue = event["Properties"]["Queue"]
+                return str(queue["Fn::GetAtt"][0])
+        raise TemplateError(f"{logical_id} has no SQS event")
+
+    def s3_event_bucket(self, logical_id: str) -> str:
+        for event in self.function(logical_id).get("Events", {}).values():
+            if event["Type"] == "S3":
+                return str(event["Properties"]["Bucket"]["Ref"])
+        raise TemplateError(f"{logical_id} has no S3 event")
+
+    def create(
+        self,
+        session: boto3.session.Session,
+        *,
+        stack_name: str,
+        parameters: Mapping[str, str],
+        endpoint_url: str | None = None,
+        generated_secrets: Mapping[str, str] | None = None,
+    ) -> StackResources:
+        """Create every emulated resource of the template; returns their Ref and GetAtt values.
+
+        `generated_secrets` fixes the value of secrets the template generates (by logical id), for repeatable tests.
+        """
+        stack = StackResources(stack_name, self.parameter_values(parameters))
+        clients: dict[str, Any] = {}
+
+        def client(service: str) -> Any:
+            if service not in clients:
+                clients[service] = session.client(service, region_name=REGION, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+            return clients[service]
+
+        for logical_id, props in self.resources_of_type("AWS::SQS::Queue"):
+            _create_queue(client("sqs"), stack, logical_id, props)
+        for logical_id, props in self.resources_of_type("AWS::SQS::Queue"):
+            if "RedrivePolicy" in props:
+                policy = {k: resolve(v, stack) for k, v in props["RedrivePolicy"].items()}
+                client("sqs").set_queue_attributes(
+                    QueueUrl=stack.ref(logical_id), Attributes={"RedrivePolicy": json.dumps(policy)}
+                )
+        for logical_id, props in self.resources_of_type("AWS::S3::Bucket"):
+            _create_bucket(client("s3"), stack, logical_id, props)
+        for logical_id, props in self.resources_of_type("AWS::DynamoDB::Table"):
+            _create_table(client("dynamodb"), stack, logical_id, props)
+        for logical_id, props in self.resources_of_type("AWS::SecretsManager::Secret"):
+            generated = (generated_secrets or {}).get(logical_id)
+            _create_secret(client("secretsmanager"), stack, logical_id, props, generated)
+        for logical_id, props in self.resources_of_type("AWS::Events::EventBus"):
+            name = str(resolve(props["Name"], stack))
+            arn = client("events").create_event_bus(Name=name)["EventBusArn"]
+            stack.refs[logical_id] = name
+            stack.attributes[logical_id] = {"Arn": arn, "Name": name}
+        return stack
+
+
+def _default_name(stack: StackResources, logical_id: str) -> str:
+    return f"{stack.stack_name}-{logical_id}"
+
+
+def _create_queue(sqs: Any, stack: StackResources, logical_id: str, props: Mapping[str, Any]) -> None:
+    name = str(resolve(props.get("QueueName"), stack)) if "QueueName" in props else _default_name(stack, logical_id)
+    attributes = {
+        key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if key in props
+    }
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    stack.refs[logical_id] = url
+    stack.attributes[logical_id] = {"Arn": arn, "QueueName": name, "QueueUrl": url}
+
+
+def _create_bucket(s3: Any, stack: StackResources, logical_id: str, props: Mapping[str, Any]) -> None:
+    name = str(resolve(props["BucketName"], stack)) if "BucketName" in props else _default_name(stack, logical_id)
+    s3.create_bucket(Bucket=name.lower())
+    if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    stack.refs[logical_id] = name
+    stack.attributes[logical_id] = {"Arn": f"arn:aws:s3:::{name}"}
+
+
+def _create_table(dynamodb: Any, stack: StackResources, logical_id: str, props: Mapping[str, Any]) -> None:
+    name = str(resolve(props["TableName"], stack)) if "TableName" in props else _default_name(stack, logical_id)
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": [dict(item) for item in props["AttributeDefinitions"]],
+        "KeySchema": [dict(item) for item in props["KeySchema"]],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if "GlobalSecondaryIndexes" in props:
+        kwargs["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index["IndexName"],
+                "KeySchema": [dict(item) for item in index["KeySchema"]],
+                "Projection": dict(index["Projection"]),
+            }
+            for index in props["GlobalSecondaryIndexes"]
+        ]
+    description = dynamodb.create_table(**kwargs)["TableDescription"]
+    stack.refs[logical_id] = name
+    stack.attributes[logical_id] = {"Arn": description["TableArn"]}
+
+
+def _create_secret(
+    sm: Any, stack: StackResources, logical_id: str, props: Mapping[str, Any], generated: str | None
+) -> None:
+    if "SecretString" in props:
+        value = str(resolve(props["SecretString"], stack))
+    else:
+        length = int(props.get("GenerateSecretString", {}).get("PasswordLength", 32))
+        value = generated or secrets.token_urlsafe(length)[:length]
+    arn = sm.create_secret(Name=_default_name(stack, logical_id), SecretString=value)["ARN"]
+    stack.refs[logical_id] = arn
+    stack.attributes[logical_id] = {"Id": arn}
+
+
+def resolve(value: Any, stack: StackResources) -> Any:
+    """Evaluate Ref / Fn::Sub / Fn::GetAtt / Fn::Join against the emulated stack."""
+    if isinstance(value, Mapping):
+        if "Ref" in value:
+            return _ref(str(value["Ref"]), stack)
+        if "Fn::Sub" in value:
+            return _sub(value["Fn::Sub"], stack)
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            logical_id, attribute = target if isinstance(target, list) else str(target).split(".", 1)
+            return _getatt(logical_id, attribute, stack)
+        if "Fn::Join" in value:
+            separator, items = value["Fn::Join"]
+            return separator.join(str(resolve(item, stack)) for item in items)
+        return {key: resolve(item, stack) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve(item, stack) for item in value]
+    return value
+
+
+def _ref(name: str, stack: StackResources) -> str:
+    pseudo = {
+        "AWS::StackName": stack.stack_name,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::Region": REGION,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    if name in pseudo:
+        return pseudo[name]
+    if name in stack.parameters:
+        return stack.parameters[name]
+    if name in stack.refs:
+        return stack.refs[name]
+    raise TemplateError(f"cannot resolve Ref {name} in the emulated stack")
+
+
+def _getatt(logical_id: str, attribute: str, stack: StackResources) -> str:
+    try:
+        return stack.attributes[logical_id][attribute]
+    except KeyError:
+        raise TemplateError(f"cannot resolve Fn::GetAtt {logical_id}.{attribute} in the emulated stack") from None
+
+
+def _sub(spec: Any, stack: StackResources) -> str:
+    text, variables = (spec, {}) if isinstance(spec, str) else (spec[0], spec[1])
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in variables:
+            return str(resolve(variables[name], stack))
+        if "." in name and not name.startswith("AWS::"):
+            logical_id, attribute = name.split(".", 1)
+            return _getatt(logical_id, attribute, stack)
+        return _ref(name, stack)
+
+    return _SUB_VARIABLE.sub(replace, str(text))
