@@ -25,9 +25,9 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 STACK_NAME = "denoise-test"
 API_KEY = "test-api-key-0123456789"
-SIGNING_SECRET = "test-signing-secret-not-for-production-0123456789"  # the secret events/webhook-*.json were signed with
+# The secret events/webhook-*.json were signed with (scripts/make_events.py).
+SIGNING_SECRET = "test-signing-secret-not-for-production-0123456789"
 WEBHOOK_BASE_URL = "https://abc123defg.execute-api.us-east-1.amazonaws.com"
-PROVIDER_URL = "https://api.musicgpt.com/api/public/v1"
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
 
 

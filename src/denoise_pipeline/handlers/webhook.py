@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ..callbacks import CallbackRejected, decode_body
+from ..callbacks import CallbackRejected, UnknownCallback, decode_body
 from ..complete import accept_callback, copy_outputs
 from ..models import JobStatus
 from ..runtime import completion_deps, signing_secrets
@@ -21,7 +21,8 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report failed items instead of raising, so a one-message batch that fails is retried like any other.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @app.post("/webhooks/<job_id>/<token>")
@@ -42,6 +43,12 @@ def reject(exc: CallbackRejected) -> Response[str]:
     metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
     body = json.dumps({"error": exc.code, "message": exc.message})
     return Response(exc.status_code, content_types.APPLICATION_JSON, body)
+
+
+@app.not_found  # type: ignore[untyped-decorator]
+def no_route(exc: Exception) -> Response[str]:
+    """Any other path or method gets the same answer as a wrong token."""
+    return reject(UnknownCallback())
 
 
 @tracer.capture_method

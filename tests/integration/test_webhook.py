@@ -1,0 +1,315 @@
+"""Webhook path: verification, durable acceptance, streamed copy into S3, final state and event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from denoise_pipeline.models import OutputName
+from tests.conftest import Stack
+from tests.file_server import FileSpec, OutputFileServer, output_file_server
+from tests.integration.pipeline import callback_payload, job, post_callback, run_queue, upload
+from tests.provider_double import ProviderDouble
+
+KEY = "uploads/My Song+(1) é.wav"
+SIZES = {
+    OutputName.NO_NOISE: 40_000,
+    OutputName.NO_NOISE_WAV: 300_000,
+    OutputName.NOISE: 40_001,
+    OutputName.NOISE_WAV: 9 * 1024 * 1024 + 17,
+}
+
+
+@pytest.fixture
+def files() -> Iterator[OutputFileServer]:
+    with output_file_server() as server:
+        yield server
+
+
+@pytest.fixture
+def stack_overrides(files: OutputFileServer) -> dict[str, str]:
+    return {"OutputHostAllowlist": f"lalals.s3.amazonaws.com,{files.origin}"}
+
+
+def serve_outputs(files: OutputFileServer, **modes: str) -> dict[str, str]:
+    return {
+        name.value: files.add(f"/out/{name.value}", FileSpec(SIZES[name], modes.get(name.value, "ok"), seed=i))
+        for i, name in enumerate(OutputName)
+    }
+
+
+def submitted(stack: Stack) -> tuple[str, str]:
+    upload(stack, KEY, b"ID3" + bytes(4000))
+    item = job(stack, KEY)
+    assert item["status"] == "SUBMITTED"
+    return item["job_id"], item["task_id"]
+
+
+def test_valid_webhook_acks_before_copy_then_completes_with_four_objects(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    job_id, task_id = submitted(stack)
+    urls = serve_outputs(files)
+
+    answer = post_callback(job_id, callback_payload(task_id, urls))
+
+    assert answer["statusCode"] == 202
+    assert answer["json"] == {"job_id": job_id, "status": "COPYING"}
+    assert files.hits == []  # answered before anything was fetched
+    assert job(stack, KEY)["status"] == "COPYING"
+
+    run_queue(stack, "CopyQueue")
+
+    item = job(stack, KEY)
+    assert item["status"] == "COMPLETED"
+    assert item["conversion_cost"] == "0.48"
+    assert float(item["conversion_duration"]) == pytest.approx(136.8)
+    s3 = stack.client("s3")
+    expected_keys = {
+        "no_noise": "denoised/uploads/My Song+(1) é/no_noise.mp3",
+        "no_noise_wav": "denoised/uploads/My Song+(1) é/no_noise.wav",
+        "noise": "denoised/uploads/My Song+(1) é/noise.mp3",
+        "noise_wav": "denoised/uploads/My Song+(1) é/noise.wav",
+    }
+    assert item["output_keys"] == expected_keys
+    for i, name in enumerate(OutputName):
+        obj = s3.get_object(Bucket=stack.output_bucket, Key=expected_keys[name.value])
+        assert obj["Body"].read() == FileSpec(SIZES[name], seed=i).content()
+        assert obj["ContentType"] == ("audio/wav" if name.is_wav else "audio/mpeg")
+        assert obj["Metadata"]["job-id"] == job_id
+        assert obj["Metadata"]["task-id"] == task_id
+        assert obj["Metadata"]["source-key"] == "uploads/My%20Song%2B%281%29%20%C3%A9.wav"
+    (event,) = stack.published_events()
+    assert event["source"] == "denoise.pipeline"
+    assert event["detail-type"] == "Denoise Job Completed"
+    assert event["detail"]["job_id"] == job_id
+    assert event["detail"]["output"]["bucket"] == stack.output_bucket
+    assert event["detail"]["output"]["keys"] == expected_keys
+    assert event["detail"]["conversion_cost"] == "0.48"
+
+
+def test_duplicate_webhook_while_copying_and_after_completion_changes_nothing(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    job_id, task_id = submitted(stack)
+    payload = callback_payload(task_id, serve_outputs(files))
+    assert post_callback(job_id, payload)["statusCode"] == 202
+    copying = job(stack, KEY)
+
+    again = post_callback(job_id, payload)
+    assert again["statusCode"] == 200
+    assert again["json"]["duplicate"] is True
+    assert job(stack, KEY) == copying
+
+    run_queue(stack, "CopyQueue")
+    completed = job(stack, KEY)
+    assert post_callback(job_id, payload)["statusCode"] == 200
+    assert job(stack, KEY) == completed
+    run_queue(stack, "CopyQueue")
+    assert len(stack.published_events()) == 1
+
+
+def test_failure_payload_marks_failed_with_the_provider_message(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    job_id, task_id = submitted(stack)
+    payload = {"success": False, "conversion_type": "Denoise", "task_id": task_id, "message": "Audio too short"}
+
+    answer = post_callback(job_id, payload)
+
+    assert answer["statusCode"] == 200
+    item = job(stack, KEY)
+    assert item["status"] == "FAILED"
+    assert item["error_code"] == "CONVERSION_FAILED"
+    assert item["error_message"] == "Audio too short"
+    (event,) = stack.published_events()
+    assert event["detail-type"] == "Denoise Job Failed"
+    assert files.hits == []
+
+
+def test_success_without_wav_outputs_is_a_failure(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    job_id, task_id = submitted(stack)
+    urls = serve_outputs(files)
+    del urls["noise_wav"]
+
+    post_callback(job_id, callback_payload(task_id, urls))
+
+    item = job(stack, KEY)
+    assert item["status"] == "FAILED"
+    assert "noise_wav" in item["error_message"]
+
+
+def test_missing_mp3_variant_is_tolerated(stack: Stack, provider: ProviderDouble, files: OutputFileServer) -> None:
+    job_id, task_id = submitted(stack)
+    urls = serve_outputs(files)
+    del urls["no_noise"]
+
+    post_callback(job_id, callback_payload(task_id, urls))
+    run_queue(stack, "CopyQueue")
+
+    item = job(stack, KEY)
+    assert item["status"] == "COMPLETED"
+    assert set(item["output_keys"]) == {"no_noise_wav", "noise", "noise_wav"}
+
+
+def _assert_untouched(stack: Stack, before: dict[str, Any], files: OutputFileServer) -> None:
+    assert job(stack, KEY) == before
+    assert files.hits == []
+    assert stack.drain("CopyQueue") == []
+    assert stack.published_events() == []
+
+
+@pytest.mark.parametrize(
+    ("case", "expected_status"),
+    [
+        ("forged token", 404),
+        ("token of another job", 404),
+        ("unknown job", 404),
+        ("not a job id", 404),
+        ("wrong task_id", 409),
+        ("malformed json", 400),
+        ("json array", 400),
+        ("wrong conversion type", 422),
+        ("cost not a string", 422),
+    ],
+)
+def test_bad_callbacks_change_nothing(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, case: str, expected_status: int
+) -> None:
+    job_id, task_id = submitted(stack)
+    payload = callback_payload(task_id, serve_outputs(files))
+    before = job(stack, KEY)
+    kwargs: dict[str, Any] = {}
+    target = job_id
+    if case == "forged token":
+        kwargs["token"] = "A" * 43
+    elif case == "token of another job":
+        from denoise_pipeline.tokens import sign
+        from tests.conftest import SIGNING_SECRET
+
+        kwargs["token"] = sign(SIGNING_SECRET, "0" * 32)
+    elif case == "unknown job":
+        target = "f" * 32
+    elif case == "not a job id":
+        target = "../../etc"
+    elif case == "wrong task_id":
+        payload["task_id"] = "someone-elses-task"
+    elif case == "malformed json":
+        kwargs["raw"] = b'{"success": true, "task_id": '
+    elif case == "json array":
+        kwargs["raw"] = b"[1, 2, 3]"
+    elif case == "wrong conversion type":
+        payload["conversion_type"] = "Stems"
+    elif case == "cost not a string":
+        payload["conversion_cost"] = ["0.48"]
+
+    answer = post_callback(target, payload, **kwargs)
+
+    assert answer["statusCode"] == expected_status
+    assert answer["json"]["error"]
+    _assert_untouched(stack, before, files)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://lalals.s3.amazonaws.com/out/x.wav",
+        "https://127.0.0.1/out/x.wav",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.7/out/x.wav",
+        "https://192.168.1.20/out/x.wav",
+        "https://evil.example.com/out/x.wav",
+        "https://lalals.s3.amazonaws.com:8443/out/x.wav",
+        "ftp://lalals.s3.amazonaws.com/out/x.wav",
+        "https://user:pw@lalals.s3.amazonaws.com/out/x.wav",
+    ],
+)
+def test_ssrf_urls_are_refused_before_anything_changes(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, url: str
+) -> None:
+    job_id, task_id = submitted(stack)
+    urls = serve_outputs(files)
+    urls["noise_wav"] = url
+    before = job(stack, KEY)
+
+    answer = post_callback(job_id, callback_payload(task_id, urls))
+
+    assert answer["statusCode"] == 422
+    assert "refused" in answer["json"]["message"]
+    _assert_untouched(stack, before, files)
+
+
+def test_redirect_off_the_allowlist_is_not_followed(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_COPY_ATTEMPTS", "1")
+    job_id, task_id = submitted(stack)
+    urls = serve_outputs(files)
+    urls["noise_wav"] = files.add("/out/redirect", FileSpec(0, "redirect", location="https://evil.example.com/steal"))
+
+    assert post_callback(job_id, callback_payload(task_id, urls))["statusCode"] == 202
+    run_queue(stack, "CopyQueue")
+
+    item = job(stack, KEY)
+    assert item["status"] == "FAILED"
+    assert item["error_code"] == "OUTPUT_REFUSED"
+    assert "evil.example.com" in item["error_message"]
+
+
+def test_connection_dropped_at_half_leaves_no_partial_object_and_is_retried(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    job_id, task_id = submitted(stack)
+    urls = serve_outputs(files, noise_wav="cut")
+    post_callback(job_id, callback_payload(task_id, urls))
+
+    answers = run_queue(stack, "CopyQueue")
+
+    assert answers[0]["batchItemFailures"]  # handed back to SQS for another attempt
+    item = job(stack, KEY)
+    assert item["status"] == "COPYING"
+    assert item["copy_attempts"] == 1
+    listed = stack.client("s3").list_objects_v2(Bucket=stack.output_bucket).get("Contents", [])
+    assert not any(obj["Key"].endswith("/noise.wav") for obj in listed)
+    uploads = stack.client("s3").list_multipart_uploads(Bucket=stack.output_bucket).get("Uploads", [])
+    assert uploads == []
+
+    files.files["/out/noise_wav"].mode = "ok"  # the provider's file is whole again
+    run_queue(stack, "CopyQueue")
+    assert job(stack, KEY)["status"] == "COMPLETED"
+
+
+def test_copy_failing_every_attempt_ends_failed_with_the_reason(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_COPY_ATTEMPTS", "3")
+    job_id, task_id = submitted(stack)
+    post_callback(job_id, callback_payload(task_id, serve_outputs(files, noise="404")))
+
+    run_queue(stack, "CopyQueue", rounds=5)
+
+    item = job(stack, KEY)
+    assert item["status"] == "FAILED"
+    assert item["error_code"] == "COPY_FAILED"
+    assert "after 3 attempts" in item["error_message"]
+    assert "404" in item["error_message"]
+    assert stack.published_events()[0]["detail-type"] == "Denoise Job Failed"
+    assert stack.drain("CopyQueue") == []
+
+
+def test_output_over_the_byte_cap_fails_without_fetching_the_body(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COPY_MAX_BYTES", str(1024 * 1024))
+    job_id, task_id = submitted(stack)
+    post_callback(job_id, callback_payload(task_id, serve_outputs(files)))
+
+    run_queue(stack, "CopyQueue")
+
+    item = job(stack, KEY)
+    assert item["status"] == "FAILED"
+    assert item["error_code"] == "OUTPUT_TOO_LARGE"
