@@ -37,18 +37,22 @@ def receive_callback(job_id: str, token: str) -> Response[str]:
     return Response(answer.status_code, content_types.APPLICATION_JSON, json.dumps(answer.body))
 
 
-@app.exception_handler(CallbackRejected)  # type: ignore[untyped-decorator]
-def reject(exc: CallbackRejected) -> Response[str]:
+def _rejection(exc: CallbackRejected) -> Response[str]:
     logger.warning("callback rejected", extra={"status_code": exc.status_code, "reason": exc.message})
     metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
     body = json.dumps({"error": exc.code, "message": exc.message})
     return Response(exc.status_code, content_types.APPLICATION_JSON, body)
 
 
-@app.not_found  # type: ignore[untyped-decorator]
+@app.exception_handler(CallbackRejected)  # type: ignore[untyped-decorator]
+def reject(exc: CallbackRejected) -> Response[str]:
+    return _rejection(exc)
+
+
+@app.not_found
 def no_route(exc: Exception) -> Response[str]:
     """Any other path or method gets the same answer as a wrong token."""
-    return reject(UnknownCallback())
+    return _rejection(UnknownCallback())
 
 
 @tracer.capture_method
