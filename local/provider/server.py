@@ -385,11 +385,12 @@ class LocalMusicGPT:
             self._peak = max(self._peak, self._in_flight)
         try:
             job = self._new_job(audio_url or None, upload, webhook_url)
+            if self._pool is None or self._stopping.is_set():
+                raise RuntimeError("the provider is stopping")
+            self._pool.submit(self._run_job, job.task_id)
         except BaseException:
             self._finish_flight()
             raise
-        assert self._pool is not None
-        self._pool.submit(self._run_job, job.task_id)
         body = {
             "success": True,
             "task_id": job.task_id,
