@@ -165,10 +165,10 @@ def stack(
         for name, value in function_env(template, resources, **env_overrides).items():
             monkeypatch.setenv(name, value)
         runtime.reset()
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         yield Stack(resources, template, session)
         runtime.reset()
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
