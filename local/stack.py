@@ -1,0 +1,455 @@
+"""The offline stack: the real Lambda handlers, wired the way template.yaml wires them, on emulated AWS.
+
+- moto's HTTP server on 127.0.0.1 holds the template's buckets, table, queues, secrets and bus (local.template);
+- S3 notifications of the input bucket go to an SQS queue (moto cannot call Lambda), with the suffix filters of
+  the SubmitFunction's S3 events; a dispatcher turns them back into the Lambda S3 event, retries twice like
+  Lambda's async invocation, then writes the failure to the on-failure destination queue;
+- each SQS event source of the template (copy queue, admission queue) is polled into its function;
+- a webhook gateway turns HTTP requests on the template's HttpApi routes into API Gateway v2 events;
+- the reconciler runs on a short local interval instead of its production schedule;
+- the provider is the local MusicGPT-compatible server with a real denoiser (local.provider).
+
+Handlers get exactly the environment variables the template declares, resolved against the emulated resources;
+only the API Gateway URL (which has no emulation) is replaced by the gateway's address. Each function handles one
+event at a time, like a single Lambda container.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from .events import http_api_event, scheduled_event, sqs_event
+from .provider.server import LocalMusicGPT, ProviderConfig
+from .template import REGION, StackResources, Template
+
+Handler = Callable[[dict[str, Any], Any], Any]
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
+INPUT_EVENTS_QUEUE = "local-input-notifications"
+ASYNC_ATTEMPTS = 3  # Lambda async invocation: the first try + MaximumRetryAttempts (2)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalStackConfig:
+    stack_name: str = "denoise-local"
+    api_key: str = "local-musicgpt-key"
+    max_parallel_jobs: int = 2
+    provider_max_parallel: int | None = None
+    """The provider's own parallel limit (429 beyond it); defaults to max_parallel_jobs."""
+    provider_retry_after: int | None = None
+    provider_min_job_seconds: float = 0.0
+    deliver_webhooks: bool = True
+    attenuation_limit_db: float = 100.0
+    reconcile_interval: float = 10.0
+    retry_delay: float = 1.0
+    """Seconds before a failed SQS message or async event is retried (Lambda waits minutes; locally, seconds)."""
+    moto_port: int = 0
+    gateway_port: int = 0
+    provider_port: int = 0
+    state_dir: Path = Path(".local-stack")
+    parameters: dict[str, str] = field(default_factory=dict)
+    """Extra template parameter overrides."""
+
+
+class _FunctionRunner:
+    """One function: its handler, loaded from the template's Handler, called one event at a time."""
+
+    def __init__(self, name: str, handler_path: str) -> None:
+        module_name, _, attribute = handler_path.rpartition(".")
+        self.name = name
+        self._handler: Handler = getattr(importlib.import_module(module_name), attribute)
+        self._lock = threading.Lock()
+        self.invocations = 0
+        self.errors = 0
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        with self._lock:
+            self.invocations += 1
+            try:
+                return self._handler(event, _Context(self.name))
+            except Exception:
+                self.errors += 1
+                raise
+
+
+class _Context:
+    memory_limit_in_mb = 512
+    aws_request_id = "local"
+
+    def __init__(self, name: str) -> None:
+        self.function_name = name
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{name}"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 900_000
+
+
+class LocalStack:
+    def __init__(self, config: LocalStackConfig | None = None) -> None:
+        self.config = config or LocalStackConfig()
+        self.template = Template.load()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto: ThreadedMotoServer | None = None
+        self._gateway: ThreadingHTTPServer | None = None
+        self.provider: LocalMusicGPT | None = None
+        self.resources: StackResources | None = None
+        self.functions: dict[str, _FunctionRunner] = {}
+        self.moto_url = ""
+        self.gateway_url = ""
+        self.failures: Counter[str] = Counter()
+        self.log_path = self.config.state_dir / "lambda.log"
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalStack:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        moto_port = self.config.moto_port or free_port()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        self._moto.start()
+        self.moto_url = f"http://127.0.0.1:{moto_port}"
+        self._set_process_environment()
+        self.provider = LocalMusicGPT(
+            ProviderConfig(
+                api_key=self.config.api_key,
+                port=self.config.provider_port,
+                max_parallel=self.config.provider_max_parallel or self.config.max_parallel_jobs,
+                attenuation_limit_db=self.config.attenuation_limit_db,
+                deliver_webhooks=self.config.deliver_webhooks,
+                retry_after=self.config.provider_retry_after,
+                min_job_seconds=self.config.provider_min_job_seconds,
+            )
+        ).start()
+        self._start_gateway()
+        session = boto3.session.Session()
+        self.resources = self.template.create(
+            session, stack_name=self.config.stack_name, parameters=self._template_parameters()
+        )
+        self._route_input_notifications(session)
+        self._configure_functions()
+        self._spawn(self._dispatch_input_events, "s3-dispatcher")
+        for function in ("WebhookFunction", "SubmitFunction"):
+            self._spawn(partial(self._poll_event_queue, function), f"{function}-sqs")
+        self._spawn(self._run_schedule, "reconcile-schedule")
+        self._write_state()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._gateway is not None:
+            self._gateway.shutdown()
+            self._gateway.server_close()
+        if self.provider is not None:
+            self.provider.stop()
+        if self._moto is not None:
+            self._moto.stop()
+        (self.config.state_dir / "state.json").unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ wiring
+    def _set_process_environment(self) -> None:
+        """Every boto3 client of this process (handlers included) talks to moto; handlers log to a file."""
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.moto_url,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+
+    def _template_parameters(self) -> dict[str, str]:
+        assert self.provider is not None
+        default_hosts = self.template.parameter_values({"MusicGptApiKey": "x"})["OutputHostAllowlist"]
+        return {
+            "MusicGptApiKey": self.config.api_key,
+            "MusicGptApiUrl": self.provider.api_base_url,
+            # The provider serves its outputs on loopback: allowed through the production setting, as an origin.
+            "OutputHostAllowlist": f"{default_hosts},{self.provider.base_url}",
+            "MaxParallelJobs": str(self.config.max_parallel_jobs),
+            "StaleAfterSeconds": "60",
+            **self.config.parameters,
+        }
+
+    def _route_input_notifications(self, session: boto3.session.Session) -> None:
+        """S3 → SQS with the same suffix filters as the SubmitFunction's S3 events."""
+        assert self.resources is not None
+        sqs = session.client("sqs")
+        url = sqs.create_queue(QueueName=INPUT_EVENTS_QUEUE)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        configurations: list[Any] = []
+        for event in self.template.function("SubmitFunction")["Events"].values():
+            if event["Type"] == "S3":
+                rules = [dict(rule) for rule in event["Properties"]["Filter"]["S3Key"]["Rules"]]
+                configurations.append(
+                    {
+                        "QueueArn": arn,
+                        "Events": [str(event["Properties"]["Events"])],
+                        "Filter": {"Key": {"FilterRules": rules}},
+                    }
+                )
+        bucket = self.resources.ref(self.template.s3_event_bucket("SubmitFunction"))
+        session.client("s3").put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
+        )
+        self._input_events_url = url
+
+    def _configure_functions(self) -> None:
+        assert self.resources is not None
+        environment: dict[str, str] = {}
+        for name in FUNCTIONS:
+            environment |= self.template.function_environment(
+                name, self.resources, {"WEBHOOK_BASE_URL": self.gateway_url}
+            )
+        environment["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOCAL_LOG_LEVEL", "INFO")
+        os.environ.update(environment)
+        for name in FUNCTIONS:
+            self.functions[name] = _FunctionRunner(name, self.template.handler(name))
+        from denoise_pipeline import runtime
+
+        runtime.reset()
+        log_file = self.log_path.open("a", encoding="utf-8")
+        for handler in logging.getLogger(environment.get("POWERTOOLS_SERVICE_NAME", "")).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(log_file)
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _log_failure(self, where: str) -> None:
+        self.failures[where] += 1
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(f"--- {where} failed\n{traceback.format_exc()}\n")
+
+    # ------------------------------------------------------------------ event sources
+    def _dispatch_input_events(self) -> None:
+        sqs = boto3.client("sqs")
+        submit = self.functions["SubmitFunction"]
+        assert self.resources is not None
+        failure_queue = self.resources.ref("SubmitFailureQueue")
+        while not self._stop.is_set():
+            messages = sqs.receive_message(
+                QueueUrl=self._input_events_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                VisibilityTimeout=120,
+                AttributeNames=["ApproximateReceiveCount"],
+            ).get("Messages", [])
+            for message in messages:
+                event = json.loads(message["Body"])
+                handle = message["ReceiptHandle"]
+                if event.get("Event") == "s3:TestEvent" or "Records" not in event:
+                    sqs.delete_message(QueueUrl=self._input_events_url, ReceiptHandle=handle)
+                    continue
+                try:
+                    submit(event)
+                except Exception as exc:  # noqa: BLE001 - emulating Lambda's async retry of any error
+                    self._log_failure("SubmitFunction")
+                    attempt = int(message["Attributes"]["ApproximateReceiveCount"])
+                    if attempt < ASYNC_ATTEMPTS:
+                        delay = int(self.config.retry_delay * attempt)
+                        sqs.change_message_visibility(
+                            QueueUrl=self._input_events_url, ReceiptHandle=handle, VisibilityTimeout=delay
+                        )
+                        continue
+                    sqs.send_message(QueueUrl=failure_queue, MessageBody=json.dumps(_destination_record(event, exc)))
+                sqs.delete_message(QueueUrl=self._input_events_url, ReceiptHandle=handle)
+
+    def _poll_event_queue(self, function: str) -> None:
+        assert self.resources is not None
+        logical_queue = self.template.event_queue(function)
+        url = self.resources.ref(logical_queue)
+        arn = self.resources.attributes[logical_queue]["Arn"]
+        batch_size = next(
+            int(event["Properties"].get("BatchSize", 10))
+            for event in self.template.function(function)["Events"].values()
+            if event["Type"] == "SQS"
+        )
+        sqs = boto3.client("sqs")
+        runner = self.functions[function]
+        while not self._stop.is_set():
+            messages = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=batch_size,
+                WaitTimeSeconds=1,
+                VisibilityTimeout=300,
+                AttributeNames=["ApproximateReceiveCount"],
+            ).get("Messages", [])
+            if not messages:
+                continue
+            event = sqs_event(
+                arn, [(m["MessageId"], m["Body"], int(m["Attributes"]["ApproximateReceiveCount"])) for m in messages]
+            )
+            try:
+                answer = runner(event) or {}
+                failed = {item["itemIdentifier"] for item in answer.get("batchItemFailures", [])}
+            except Exception:  # noqa: BLE001 - the whole batch goes back to the queue, as with Lambda
+                self._log_failure(function)
+                failed = {m["MessageId"] for m in messages}
+            for message in messages:
+                if message["MessageId"] in failed:
+                    sqs.change_message_visibility(
+                        QueueUrl=url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=int(self.config.retry_delay),
+                    )
+                else:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _run_schedule(self) -> None:
+        reconcile = self.functions["ReconcileFunction"]
+        while not self._stop.wait(self.config.reconcile_interval):
+            try:
+                reconcile(scheduled_event())
+            except Exception:  # noqa: BLE001 - a failed sweep is logged and the next one runs
+                self._log_failure("ReconcileFunction")
+
+    def run_reconciler(self) -> Any:
+        return self.functions["ReconcileFunction"](scheduled_event())
+
+    # ------------------------------------------------------------------ webhook gateway
+    def _start_gateway(self) -> None:
+        routes = [
+            (method, route, _route_pattern(route)) for method, route in self.template.http_routes("WebhookFunction")
+        ]
+        stack = self
+
+        class Gateway(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+                return
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                self._dispatch("POST")
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                self._dispatch("GET")
+
+            def _dispatch(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                for route_method, route, pattern in routes:
+                    match = pattern.fullmatch(path)
+                    if match and route_method == method:
+                        event = http_api_event(
+                            method,
+                            path,
+                            f"{route_method} {route}",
+                            match.groupdict(),
+                            {name.lower(): value for name, value in self.headers.items()},
+                            body,
+                            self.client_address[0],
+                        )
+                        try:
+                            answer = stack.functions["WebhookFunction"](event)
+                        except Exception:  # noqa: BLE001 - API Gateway answers 500 when the integration fails
+                            stack._log_failure("WebhookFunction")
+                            self._reply(
+                                500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
+                            )
+                            return
+                        payload = answer.get("body") or ""
+                        data = payload.encode() if not answer.get("isBase64Encoded") else _b64(payload)
+                        self._reply(int(answer.get("statusCode", 200)), answer.get("headers") or {}, data)
+                        return
+                self._reply(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+
+            def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        port = self.config.gateway_port or free_port()
+        self._gateway = ThreadingHTTPServer(("127.0.0.1", port), Gateway)
+        self._gateway.daemon_threads = True
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        self._spawn(self._gateway.serve_forever, "webhook-gateway")
+
+    # ------------------------------------------------------------------ state for the CLI
+    def state(self) -> dict[str, Any]:
+        assert self.resources is not None
+        assert self.provider is not None
+        return {
+            "pid": os.getpid(),
+            "moto_url": self.moto_url,
+            "gateway_url": self.gateway_url,
+            "provider_url": self.provider.api_base_url,
+            "input_bucket": self.resources.ref("InputBucket"),
+            "output_bucket": self.resources.ref("OutputBucket"),
+            "jobs_table": self.resources.ref("JobsTable"),
+            "log": str(self.log_path),
+        }
+
+    def _write_state(self) -> None:
+        (self.config.state_dir / "state.json").write_text(json.dumps(self.state(), indent=2), encoding="utf-8")
+
+
+def _route_pattern(route: str) -> re.Pattern[str]:
+    """`/webhooks/{job_id}/{token}` → a regex with one named group per path parameter."""
+    parts = re.split(r"(\{[^}/]+\})", route)
+    regex = "".join(f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") else re.escape(part) for part in parts)
+    return re.compile(regex)
+
+
+def _b64(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text)
+
+
+def _destination_record(event: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """The shape Lambda writes to an on-failure destination, so the replay tool works on both."""
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {
+            "requestId": "local",
+            "functionArn": f"arn:aws:lambda:{REGION}:123456789012:function:SubmitFunction",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": ASYNC_ATTEMPTS,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": str(exc), "errorType": type(exc).__name__},
+    }
