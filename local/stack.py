@@ -31,8 +31,10 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
+from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from .events import http_api_event, scheduled_event, sqs_event
@@ -193,6 +195,7 @@ class LocalStack:
             }
         )
         os.environ.pop("AWS_PROFILE", None)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's and the provider's access logs
 
     def _template_parameters(self) -> dict[str, str]:
         assert self.provider is not None
@@ -279,6 +282,7 @@ class LocalStack:
                 if event.get("Event") == "s3:TestEvent" or "Records" not in event:
                     sqs.delete_message(QueueUrl=self._input_events_url, ReceiptHandle=handle)
                     continue
+                _add_version_ids(event)
                 try:
                     submit(event)
                 except Exception as exc:  # noqa: BLE001 - emulating Lambda's async retry of any error
@@ -423,6 +427,22 @@ class LocalStack:
 
     def _write_state(self) -> None:
         (self.config.state_dir / "state.json").write_text(json.dumps(self.state(), indent=2), encoding="utf-8")
+
+
+def _add_version_ids(event: dict[str, Any]) -> None:
+    """Real S3 puts `versionId` in events of versioned buckets; moto's notifications leave it out."""
+    s3 = boto3.client("s3")
+    for record in event["Records"]:
+        obj = record["s3"]["object"]
+        if "versionId" in obj:
+            continue
+        key = unquote_plus(obj["key"])
+        try:
+            head = s3.head_object(Bucket=record["s3"]["bucket"]["name"], Key=key, IfMatch=f'"{obj["eTag"]}"')
+        except ClientError:
+            continue  # overwritten or deleted since: deliver the event as moto made it
+        if head.get("VersionId"):
+            obj["versionId"] = head["VersionId"]
 
 
 def _route_pattern(route: str) -> re.Pattern[str]:
