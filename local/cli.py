@@ -71,7 +71,7 @@ class Endpoints:
         )
 
     def table(self) -> Any:
-        resource = boto3.resource(
+        resource = boto3.resource(  # type: ignore[call-overload]
             "dynamodb",
             endpoint_url=self.moto_url,
             region_name="us-east-1",
