@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
+import requests
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
@@ -127,6 +128,8 @@ class LocalStack:
         self.gateway_url = ""
         self.failures: Counter[str] = Counter()
         self.log_path = self.config.state_dir / "lambda.log"
+        self._saved_environment: dict[str, str] = {}
+        self._redirected: list[tuple[logging.StreamHandler[Any], Any]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalStack:
@@ -135,6 +138,8 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         self.moto_url = f"http://127.0.0.1:{moto_port}"
+        # moto keeps its emulated accounts in process memory: start from nothing, like a new account.
+        requests.post(f"{self.moto_url}/moto-api/reset", timeout=10).raise_for_status()
         self._set_process_environment()
         self.provider = LocalMusicGPT(
             ProviderConfig(
@@ -173,6 +178,15 @@ class LocalStack:
         if self._moto is not None:
             self._moto.stop()
         (self.config.state_dir / "state.json").unlink(missing_ok=True)
+        for handler, stream in self._redirected:
+            log_file = handler.setStream(stream)
+            if log_file is not None:
+                log_file.close()
+        os.environ.clear()
+        os.environ.update(self._saved_environment)
+        from denoise_pipeline import runtime
+
+        runtime.reset()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -183,6 +197,7 @@ class LocalStack:
     # ------------------------------------------------------------------ wiring
     def _set_process_environment(self) -> None:
         """Every boto3 client of this process (handlers included) talks to moto; handlers log to a file."""
+        self._saved_environment = dict(os.environ)
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": self.moto_url,
@@ -250,7 +265,7 @@ class LocalStack:
         log_file = self.log_path.open("a", encoding="utf-8")
         for handler in logging.getLogger(environment.get("POWERTOOLS_SERVICE_NAME", "")).handlers:
             if isinstance(handler, logging.StreamHandler):
-                handler.setStream(log_file)
+                self._redirected.append((handler, handler.setStream(log_file)))
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -17,13 +17,13 @@ from typing import Any
 
 import av
 import numpy as np
-import numpy.typing as npt
 import pytest
 import requests
 import soundfile as sf
 
 from local.provider.metrics import si_sdr
 from local.provider.server import LocalMusicGPT, ProviderConfig, running
+from tests.e2e.audio import encode, noisy_sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -158,19 +158,6 @@ def by_id(p: LocalMusicGPT, key: str = KEY, **params: str) -> requests.Response:
     return requests.get(f"{p.api_base_url}/byId", headers={"Authorization": key}, params=query, timeout=10)
 
 
-def encode(samples: npt.NDArray[np.float32], fmt: str, codec: str, rate: int = 48_000) -> bytes:
-    """Encode (channels, n) float audio with PyAV into a file of container ``fmt``."""
-    layout = "mono" if samples.shape[0] == 1 else "stereo"
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as container:
-        stream: Any = container.add_stream(codec, rate=rate, layout=layout)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), "fltp", layout)
-        frame.sample_rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    return buf.getvalue()
-
-
 def decode(data: bytes) -> tuple[int, int, int]:
     """(sample rate, channels, samples per channel) of an encoded file."""
     container: Any
@@ -178,11 +165,6 @@ def decode(data: bytes) -> tuple[int, int, int]:
         stream = container.streams.audio[0]
         n = sum(frame.samples for frame in container.decode(stream))
         return int(stream.rate), int(stream.codec_context.channels), int(n)
-
-
-def noisy_sample() -> npt.NDArray[np.float32]:
-    data, _ = sf.read(SAMPLES / "noisy_speech.wav", dtype="float32")
-    return np.asarray(data, dtype=np.float32)
 
 
 def assert_success_webhook(hook: dict[str, Any], task_id: str, conversion_id: str, base_url: str) -> None:
