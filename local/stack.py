@@ -168,11 +168,11 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
         if self._gateway is not None:
             self._gateway.shutdown()
             self._gateway.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
         if self.provider is not None:
             self.provider.stop()
         if self._moto is not None:
