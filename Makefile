@@ -24,12 +24,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create the virtualenv with every extra (Lambda deps, local stack, tests, linters, SAM CLI)
 
 format: $(STAMP) ## format the code
-	$(BIN)/ruff format src local tests bench
-	$(BIN)/ruff check --fix src local tests bench
+	$(BIN)/ruff format src local tests bench scripts
+	$(BIN)/ruff check --fix src local tests bench scripts
 
 lint: $(STAMP) ## ruff (lint + format check)
-	$(BIN)/ruff check src local tests bench
-	$(BIN)/ruff format --check src local tests bench
+	$(BIN)/ruff check src local tests bench scripts
+	$(BIN)/ruff format --check src local tests bench scripts
 
 typecheck: $(STAMP) ## mypy --strict on the Lambda package and the local stack
 	$(BIN)/mypy

@@ -15,7 +15,7 @@ from local.events import http_api_event, s3_put_record, scheduled_event, sqs_eve
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 INPUT_BUCKET = "denoise-test-input-123456789012-us-east-1"
-SIGNING_SECRET = "test-signing-secret-not-for-production-0123456789"
+SIGNING_SECRET = "test-signing-secret-not-for-production-0123456789"  # noqa: S105 - a test value
 SAMPLE_KEY = "uploads/My Song+(1) é.wav"
 SAMPLE_ETAG = "9b2cf535f27731c974343645a3985328"
 TASK_ID = "5f0b8c9e-2d6a-4c1b-9a51-3e8f1c2d7a40"
@@ -65,7 +65,7 @@ def main() -> None:
         "s3-put-multiple.json",
         {
             "Records": [
-                s3_put_record(INPUT_BUCKET, "uploads/interview take 2.mp3", 1_048_576, "0c8e2f8b1d4a4f0e8a51c3e7d2b9f6a1"),
+                s3_put_record(INPUT_BUCKET, "uploads/interview take 2.mp3", 1_048_576, "0c8e2f8b1d4a4f0e8a51c3e7"),
                 s3_put_record(INPUT_BUCKET, "uploads/LOUD ROOM.WAV", 2_097_152, "7d1f3c5a9e2b4d6f8a0c1e3b5d7f9a2c"),
                 s3_put_record(INPUT_BUCKET, "uploads/notes.txt", 512, "3e5a7c9b1d2f4a6c8e0b2d4f6a8c0e1b"),
                 s3_put_record(INPUT_BUCKET, "uploads/empty.flac", 0, "d41d8cd98f00b204e9800998ecf8427e"),

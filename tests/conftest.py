@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from denoise_pipeline import runtime
 from local.template import StackResources, Template
+from scripts.make_events import SIGNING_SECRET  # the secret events/webhook-*.json are signed with
 
 # Powertools reads these when a handler module is imported, which happens at collection, before any fixture.
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DenoisePipeline")
@@ -25,8 +26,6 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 STACK_NAME = "denoise-test"
 API_KEY = "test-api-key-0123456789"
-# The secret events/webhook-*.json were signed with (scripts/make_events.py).
-SIGNING_SECRET = "test-signing-secret-not-for-production-0123456789"
 WEBHOOK_BASE_URL = "https://abc123defg.execute-api.us-east-1.amazonaws.com"
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
 
