@@ -45,6 +45,7 @@ from .template import REGION, StackResources, Template
 Handler = Callable[[dict[str, Any], Any], Any]
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
 INPUT_EVENTS_QUEUE = "local-input-notifications"
+_running_function = threading.local()  # which function (if any) this thread is executing, for call accounting
 ASYNC_ATTEMPTS = 3  # Lambda async invocation: the first try + MaximumRetryAttempts (2)
 
 
@@ -77,6 +78,9 @@ class LocalStackConfig:
     state_dir: Path = Path(".local-stack")
     parameters: dict[str, str] = field(default_factory=dict)
     """Extra template parameter overrides."""
+    event_sources: bool = True
+    """False = nothing feeds the functions on its own (benchmarks invoke them directly)."""
+    provider_workers: int | None = None
 
 
 class _FunctionRunner:
@@ -93,11 +97,14 @@ class _FunctionRunner:
     def __call__(self, event: dict[str, Any]) -> Any:
         with self._lock:
             self.invocations += 1
+            _running_function.name = self.name
             try:
                 return self._handler(event, _Context(self.name))
             except Exception:
                 self.errors += 1
                 raise
+            finally:
+                _running_function.name = None
 
 
 class _Context:
@@ -127,6 +134,8 @@ class LocalStack:
         self.moto_url = ""
         self.gateway_url = ""
         self.failures: Counter[str] = Counter()
+        self.aws_calls: Counter[tuple[str, str, str]] = Counter()
+        """(function, service, operation) → calls made by handler code (not by the emulation itself)."""
         self.log_path = self.config.state_dir / "lambda.log"
         self._saved_environment: dict[str, str] = {}
         self._redirected: list[tuple[logging.StreamHandler[Any], Any]] = []
@@ -150,6 +159,7 @@ class LocalStack:
                 deliver_webhooks=self.config.deliver_webhooks,
                 retry_after=self.config.provider_retry_after,
                 min_job_seconds=self.config.provider_min_job_seconds,
+                workers=self.config.provider_workers,
             )
         ).start()
         self._start_gateway()
@@ -159,10 +169,11 @@ class LocalStack:
         )
         self._route_input_notifications(session)
         self._configure_functions()
-        self._spawn(self._dispatch_input_events, "s3-dispatcher")
-        for function in ("WebhookFunction", "SubmitFunction"):
-            self._spawn(partial(self._poll_event_queue, function), f"{function}-sqs")
-        self._spawn(self._run_schedule, "reconcile-schedule")
+        if self.config.event_sources:
+            self._spawn(self._dispatch_input_events, "s3-dispatcher")
+            for function in ("WebhookFunction", "SubmitFunction"):
+                self._spawn(partial(self._poll_event_queue, function), f"{function}-sqs")
+            self._spawn(self._run_schedule, "reconcile-schedule")
         self._write_state()
         return self
 
@@ -210,6 +221,9 @@ class LocalStack:
             }
         )
         os.environ.pop("AWS_PROFILE", None)
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-call", self._count_call)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's and the provider's access logs
 
     def _template_parameters(self) -> dict[str, str]:
@@ -266,6 +280,13 @@ class LocalStack:
         for handler in logging.getLogger(environment.get("POWERTOOLS_SERVICE_NAME", "")).handlers:
             if isinstance(handler, logging.StreamHandler):
                 self._redirected.append((handler, handler.setStream(log_file)))
+
+    def _count_call(self, model: Any, **kwargs: Any) -> None:
+        function = getattr(_running_function, "name", None)
+        if function is None and threading.current_thread().name.startswith("ThreadPoolExecutor"):
+            function = "WebhookFunction"  # s3transfer's worker threads: only the copier uses managed transfers
+        if function:
+            self.aws_calls[(function, model.service_model.service_name, model.name)] += 1
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
