@@ -143,6 +143,7 @@ class LocalStack:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalStack:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's and the provider's access logs
         moto_port = self.config.moto_port or free_port()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
@@ -224,7 +225,6 @@ class LocalStack:
         boto3.setup_default_session()
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register("before-call", self._count_call)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's and the provider's access logs
 
     def _template_parameters(self) -> dict[str, str]:
         assert self.provider is not None
