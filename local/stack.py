@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import traceback
@@ -107,6 +108,26 @@ class _FunctionRunner:
                 _running_function.name = None
 
 
+class _HandlerOutput:
+    """stdout for the whole process: what a function's thread prints goes to the log, the rest to the terminal."""
+
+    def __init__(self, terminal: Any, log: Any) -> None:
+        self._terminal = terminal
+        self._log = log
+
+    def _target(self) -> Any:
+        return self._log if getattr(_running_function, "name", None) else self._terminal
+
+    def write(self, text: str) -> int:
+        return int(self._target().write(text))
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._terminal, name)
+
+
 class _Context:
     memory_limit_in_mb = 512
     aws_request_id = "local"
@@ -138,6 +159,7 @@ class LocalStack:
         """(function, service, operation) → calls made by handler code (not by the emulation itself)."""
         self.log_path = self.config.state_dir / "lambda.log"
         self._saved_environment: dict[str, str] = {}
+        self._stdout: Any = sys.stdout
         self._redirected: list[tuple[logging.StreamHandler[Any], Any]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -190,6 +212,8 @@ class LocalStack:
         if self._moto is not None:
             self._moto.stop()
         (self.config.state_dir / "state.json").unlink(missing_ok=True)
+        if isinstance(sys.stdout, _HandlerOutput):
+            sys.stdout = self._stdout
         for handler, stream in self._redirected:
             log_file = handler.setStream(stream)
             if log_file is not None:
@@ -218,7 +242,6 @@ class LocalStack:
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
             }
         )
         os.environ.pop("AWS_PROFILE", None)
@@ -276,10 +299,13 @@ class LocalStack:
         from denoise_pipeline import runtime
 
         runtime.reset()
-        log_file = self.log_path.open("a", encoding="utf-8")
+        log_file = self.log_path.open("a", encoding="utf-8", buffering=1)
         for handler in logging.getLogger(environment.get("POWERTOOLS_SERVICE_NAME", "")).handlers:
             if isinstance(handler, logging.StreamHandler):
                 self._redirected.append((handler, handler.setStream(log_file)))
+        # Metrics are EMF lines printed to stdout, as in Lambda: send a handler thread's prints to the log too.
+        self._stdout = sys.stdout
+        sys.stdout = _HandlerOutput(self._stdout, log_file)
 
     def _count_call(self, model: Any, **kwargs: Any) -> None:
         function = getattr(_running_function, "name", None)

@@ -1,0 +1,105 @@
+"""`python -m bench` (`make bench`): run every benchmark, write bench/results.md and print it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import burst, cold_import, copy_throughput, webhook_ack
+from .report import Figure, render
+
+RESULTS = Path(__file__).resolve().parent / "results.md"
+ENGINE_LENGTHS = (10, 60, 600)
+ENGINE_RTF_TARGET = 0.25
+
+
+def engine() -> tuple[list[Figure], list[str]]:
+    """The local provider's denoiser on one core: real-time factor and peak memory per input length."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "engine.json"
+        subprocess.run(  # noqa: S603 - our own script
+            [
+                sys.executable,
+                str(Path(__file__).with_name("bench_engine.py")),
+                "--seconds",
+                *map(str, ENGINE_LENGTHS),
+                "--json",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        runs = json.loads(out.read_text())
+    shortest, longest = runs[0], runs[-1]
+    figures = [
+        Figure(
+            "Local engine",
+            f"real-time factor, {run['seconds']:.0f} s input, 1 core",
+            f"{run['rtf']:.3f}",
+            "audio duration",
+            run["rtf"],
+            f"≤ {ENGINE_RTF_TARGET}",
+            run["rtf"] <= ENGINE_RTF_TARGET,
+        )
+        for run in runs
+    ]
+    linear = longest["rtf"] / shortest["rtf"]
+    figures.append(
+        Figure(
+            "Local engine",
+            f"RTF {longest['seconds']:.0f} s ÷ RTF {shortest['seconds']:.0f} s",
+            f"{linear:.2f}",
+            "1.0 = linear in length",
+            linear,
+            "≤ 1.2 (linear)",
+            linear <= 1.2,
+        )
+    )
+    growth = longest["peak_rss_mb"] / shortest["peak_rss_mb"]
+    figures.append(
+        Figure(
+            "Local engine",
+            f"peak RSS, {longest['seconds']:.0f} s vs {shortest['seconds']:.0f} s input",
+            f"{longest['peak_rss_mb']:.0f} MB",
+            f"{shortest['peak_rss_mb']:.0f} MB",
+            growth,
+            "≤ 1.2× (bounded)",
+            growth <= 1.2,
+        )
+    )
+    notes = [
+        "Local engine: bench/bench_engine.py, each length in a fresh process pinned to one CPU; RTF = wall time of "
+        "decode + DeepFilterNet 3 + two wav and two mp3 encodes (model load included) ÷ audio length."
+    ]
+    return figures, notes
+
+
+def main() -> None:
+    started = time.monotonic()
+    suites: list[tuple[str, Callable[[], tuple[list[Figure], list[str]]]]] = [
+        ("cold import", cold_import.run),
+        ("webhook ack", webhook_ack.run),
+        ("copy", copy_throughput.run),
+        ("burst and cost per job", burst.run),
+        ("local engine", engine),
+    ]
+    figures: list[Figure] = []
+    notes: list[str] = []
+    for name, suite in suites:
+        print(f"running {name}...", file=sys.stderr, flush=True)
+        suite_figures, suite_notes = suite()
+        figures += suite_figures
+        notes += suite_notes
+    report = render(figures, notes, time.monotonic() - started)
+    RESULTS.write_text(report, encoding="utf-8")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
