@@ -21,7 +21,8 @@ class Figure:
     def row(self) -> str:
         ratio = "" if self.ratio is None else f"{self.ratio:.2f}×"
         verdict = {True: "met", False: "**missed**", None: "info"}[self.met]
-        return f"| {self.benchmark} | {self.measure} | {self.value} | {self.baseline} | {ratio} | {self.target} | {verdict} |"
+        cells = (self.benchmark, self.measure, self.value, self.baseline, ratio, self.target, verdict)
+        return "| " + " | ".join(cells) + " |"
 
 
 def machine() -> str:
