@@ -1,0 +1,221 @@
+"""Submit path under faults: duplicated events, every kind of provider failure, Secrets Manager down at cold start.
+
+Each test ends with the job in a known state (SUBMITTED, QUEUED on purpose, or FAILED with a reason), no slot held
+by a job that is not at the provider, and never a second job item for the same object.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from werkzeug import Response
+
+from denoise_pipeline import runtime
+from denoise_pipeline.handlers.submit import SubmitRetryLater
+from denoise_pipeline.jobs import utc_now
+from tests.conftest import Stack
+from tests.faults.harness import (
+    closed_port,
+    deliver,
+    frontend,
+    job_by_key,
+    parse_time,
+    put_object,
+    race,
+    slot_holders,
+    unresponsive_port,
+)
+from tests.provider_double import API_PREFIX, ProviderDouble, status
+
+KEY = "uploads/fault take 1.wav"
+
+
+def assert_waiting_and_free(stack: Stack) -> dict[str, Any]:
+    """The failed attempt left the job claimable at once and gave its provider slot back."""
+    item = job_by_key(stack, KEY)
+    assert item["status"] == "RECEIVED"
+    assert "lease_until" not in item
+    assert slot_holders(stack) == set()
+    return item
+
+
+def assert_submitted_once(stack: Stack, provider: ProviderDouble) -> dict[str, Any]:
+    (item,) = stack.job_items()
+    assert item["status"] == "SUBMITTED"
+    assert item["task_id"]
+    assert slot_holders(stack) == {item["job_id"]}
+    return item
+
+
+# ---------------------------------------------------------------- 1. the same event, ten times at once
+
+
+def test_same_s3_event_ten_times_concurrently_submits_once(stack: Stack, provider: ProviderDouble) -> None:
+    record = put_object(stack, KEY)
+
+    results = race(10, lambda _: deliver(record))
+
+    errors = [result for result in results if isinstance(result, BaseException)]
+    assert errors == []
+    outcomes = Counter(result["results"][0]["outcome"] for result in results if isinstance(result, dict))
+    assert outcomes == {"SUBMITTED": 1, "DUPLICATE": 9}
+    assert len(provider.submissions) == 1
+    item = assert_submitted_once(stack, provider)
+    assert item["submit_attempts"] == 1
+
+
+# ---------------------------------------------------------------- 2. provider failures
+
+
+def test_provider_500_then_200_is_retried_inside_the_client(stack: Stack, provider: ProviderDouble) -> None:
+    record = put_object(stack, KEY)
+    provider.then(status(500, {"message": "internal error"}))
+
+    result = deliver(record)
+
+    assert result["results"][0]["outcome"] == "SUBMITTED"
+    assert len(provider.submissions) == 2  # the 500 and its one in-client retry
+    assert_submitted_once(stack, provider)
+
+
+def test_429_without_retry_after_queues_with_an_exponential_back_off(stack: Stack, provider: ProviderDouble) -> None:
+    record = put_object(stack, KEY)
+    provider.then(status(429, {"error": "rate limited"}))
+    before = utc_now()
+
+    result = deliver(record)
+
+    assert result["results"][0]["outcome"] == "QUEUED"
+    assert len(provider.submissions) == 1
+    item = job_by_key(stack, KEY)
+    assert item["status"] == "QUEUED"
+    assert "rate limited" in item["queue_reason"]
+    capacity = _capacity(stack)
+    assert capacity["consecutive_rate_limits"] == 1
+    paused_for = parse_time(capacity["paused_until"]) - before
+    assert timedelta(seconds=2.5) <= paused_for <= timedelta(seconds=6)  # base 5 s with jitter in [0.5, 1]
+
+
+def _capacity(stack: Stack) -> dict[str, Any]:
+    from tests.faults.harness import capacity_item
+
+    return capacity_item(stack)
+
+
+def test_connect_timeout_raises_releases_the_lease_and_a_later_delivery_submits_once(
+    stack: Stack, provider: ProviderDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = put_object(stack, KEY)
+    with unresponsive_port() as port:
+        monkeypatch.setenv("MUSICGPT_API_URL", f"http://127.0.0.1:{port}{API_PREFIX}")
+        runtime.reset()
+        started = time.monotonic()
+        with pytest.raises(SubmitRetryLater, match="ConnectTimeout"):
+            deliver(record)
+        assert time.monotonic() - started < 5  # 0.5 s connect timeout, one retry
+
+    assert_waiting_and_free(stack)
+    assert provider.submissions == []
+
+    monkeypatch.setenv("MUSICGPT_API_URL", provider.base_url)
+    runtime.reset()  # Lambda's retry lands in a container that reaches the provider
+    assert deliver(record)["results"][0]["outcome"] == "SUBMITTED"
+    assert len(provider.submissions) == 1
+    assert assert_submitted_once(stack, provider)["submit_attempts"] == 2
+
+
+def test_connection_refused_raises_and_a_later_delivery_submits_once(
+    stack: Stack, provider: ProviderDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = put_object(stack, KEY)
+    with closed_port() as port:
+        monkeypatch.setenv("MUSICGPT_API_URL", f"http://127.0.0.1:{port}{API_PREFIX}")
+        runtime.reset()
+        with pytest.raises(SubmitRetryLater, match="provider unreachable"):
+            deliver(record)
+
+    assert_waiting_and_free(stack)
+    monkeypatch.setenv("MUSICGPT_API_URL", provider.base_url)
+    runtime.reset()
+    deliver(record)
+    assert len(provider.submissions) == 1
+    assert_submitted_once(stack, provider)
+
+
+@pytest.mark.parametrize(
+    ("case", "answers", "calls", "message"),
+    [
+        ("malformed json", [status(200, "{'task_id': oops")], 1, "non-JSON"),
+        ("json without task_id", [status(200, {"success": True})], 1, "no task_id"),
+        (
+            "html error page",
+            [
+                lambda _: Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 502, content_type="text/html"),
+                lambda _: Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 502, content_type="text/html"),
+            ],
+            2,
+            "HTTP 502: .*502 Bad Gateway",
+        ),
+    ],
+)
+def test_unreadable_answers_are_retryable_and_the_job_is_not_lost(
+    stack: Stack, provider: ProviderDouble, case: str, answers: list[Any], calls: int, message: str
+) -> None:
+    record = put_object(stack, KEY)
+    provider.then(*answers)
+
+    with pytest.raises(SubmitRetryLater, match=message):
+        deliver(record)
+
+    assert len(provider.submissions) == calls
+    assert_waiting_and_free(stack)
+    deliver(record)
+    assert len(provider.submissions) == calls + 1
+    assert assert_submitted_once(stack, provider)["submit_attempts"] == 2
+
+
+def test_connection_reset_is_retryable_and_the_same_container_recovers(
+    stack: Stack, provider: ProviderDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = put_object(stack, KEY)
+    with frontend(provider.base_url) as front:
+        monkeypatch.setenv("MUSICGPT_API_URL", f"http://127.0.0.1:{front.port}{API_PREFIX}")
+        runtime.reset()
+        with pytest.raises(SubmitRetryLater, match="provider unreachable"):
+            deliver(record)
+        assert front.connections >= 1
+        assert_waiting_and_free(stack)
+        assert provider.submissions == []
+
+        front.mode = "forward"
+        deliver(record)
+
+    assert len(provider.submissions) == 1
+    assert_submitted_once(stack, provider)
+
+
+def test_401_fails_the_job_at_once_without_a_retry_storm(stack: Stack, provider: ProviderDouble) -> None:
+    record = put_object(stack, KEY)
+    provider.default_submit = status(401, {"message": "Invalid API key"})
+
+    result = deliver(record)
+    again = deliver(record)  # a duplicate delivery does not try again either
+
+    assert result["results"][0]["outcome"] == "FAILED"
+    assert again["results"][0]["outcome"] == "DUPLICATE"
+    assert len(provider.submissions) == 1
+    item = job_by_key(stack, KEY)
+    assert item["status"] == "FAILED"
+    assert item["error_code"] == "PROVIDER_AUTH"
+    assert "Invalid API key" in item["error_message"]
+    assert slot_holders(stack) == set()
+    (event,) = stack.published_events()
+    assert event["detail-type"] == "Denoise Job Failed"
+    assert event["detail"]["error"]["code"] == "PROVIDER_AUTH"
+
+
+# ---------------------------------------------------------------- 7. Secrets Manager down at cold start
