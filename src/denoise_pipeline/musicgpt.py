@@ -120,6 +120,8 @@ class MusicGptClient:
 def _session_with_retries(max_retries: int) -> requests.Session:
     # POST is retried only where the request cannot have been processed: connection failures, and 5xx answers.
     # A read timeout is not retried here (the job may exist); the caller's own retry decides.
+    # Retry-After is not slept on here: urllib3 would retry a 429 after sleeping it out inside the invocation (up to
+    # the Lambda timeout); a 429 goes back to the caller as ProviderRateLimited, which pauses admission instead.
     retry = Retry(
         total=max_retries,
         connect=max_retries,
@@ -131,7 +133,7 @@ def _session_with_retries(max_retries: int) -> requests.Session:
         backoff_factor=0.5,
         backoff_jitter=0.5,
         backoff_max=8,
-        respect_retry_after_header=True,
+        respect_retry_after_header=False,
         raise_on_status=False,
     )
     session = requests.Session()

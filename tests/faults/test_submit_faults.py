@@ -82,6 +82,32 @@ def test_provider_500_then_200_is_retried_inside_the_client(stack: Stack, provid
     assert_submitted_once(stack, provider)
 
 
+def test_429_with_retry_after_queues_the_job_and_pauses_admission_for_that_long(
+    stack: Stack, provider: ProviderDouble
+) -> None:
+    record = put_object(stack, KEY)
+    provider.then(status(429, {"message": "Too many parallel jobs"}, headers={"Retry-After": "7"}))
+    before = utc_now()
+
+    started = time.monotonic()
+    result = deliver(record)  # returns: capacity is a queue, not an error
+    elapsed = time.monotonic() - started
+
+    assert result["results"][0]["outcome"] == "QUEUED"
+    assert elapsed < 5, "the Lambda must not sit out the Retry-After itself"
+    assert len(provider.submissions) == 1
+    item = job_by_key(stack, KEY)
+    assert item["status"] == "QUEUED"
+    assert "429" in item["queue_reason"]
+    assert "Too many parallel jobs" in item["queue_reason"]
+    assert "lease_until" not in item
+    capacity = _capacity(stack)
+    assert slot_holders(stack) == set()
+    paused_for = (parse_time(capacity["paused_until"]) - before).total_seconds()
+    assert 7 <= paused_for <= 7 + elapsed + 1
+    assert "429" in capacity["pause_reason"]
+
+
 def test_429_without_retry_after_queues_with_an_exponential_back_off(stack: Stack, provider: ProviderDouble) -> None:
     record = put_object(stack, KEY)
     provider.then(status(429, {"error": "rate limited"}))
