@@ -12,6 +12,7 @@ from io import RawIOBase
 from typing import IO, Any
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -111,6 +112,9 @@ class MusicGptClient:
         except requests.exceptions.RetryError as exc:
             raise ProviderRetryableError(f"provider kept failing: {exc}") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
+            if _is_read_timeout(exc):
+                message = "provider did not answer in time (ReadTimeout); it may have received the request"
+                raise ProviderRetryableError(message) from exc
             raise ProviderRetryableError(f"provider unreachable: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             raise _error_for(response)
@@ -140,6 +144,12 @@ def _session_with_retries(max_retries: int) -> requests.Session:
     session.mount("https://", HTTPAdapter(max_retries=retry))
     session.mount("http://", HTTPAdapter(max_retries=retry))
     return session
+
+
+def _is_read_timeout(exc: requests.RequestException) -> bool:
+    """requests reports a read timeout that exhausted urllib3's retries as a plain ConnectionError."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ReadTimeout) or isinstance(reason, urllib3.exceptions.ReadTimeoutError)
 
 
 def _form_fields(fields: dict[str, str]) -> dict[str, tuple[None, str]]:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from werkzeug import Response
+from werkzeug import Request, Response
 
 from denoise_pipeline import runtime
 from denoise_pipeline.handlers.submit import SubmitRetryLater
@@ -29,7 +29,8 @@ from tests.faults.harness import (
     slot_holders,
     unresponsive_port,
 )
-from tests.provider_double import API_PREFIX, ProviderDouble, status
+from tests.integration.pipeline import callback_payload, post_callback
+from tests.provider_double import API_PREFIX, ProviderDouble, ok_submit, status
 
 KEY = "uploads/fault take 1.wav"
 
@@ -170,6 +171,46 @@ def test_connection_refused_raises_and_a_later_delivery_submits_once(
     deliver(record)
     assert len(provider.submissions) == 1
     assert_submitted_once(stack, provider)
+
+
+def test_read_timeout_is_not_retried_in_the_client_and_the_next_delivery_resubmits(
+    stack: Stack, provider: ProviderDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read timeout on POST /denoise is deliberately not retried inside the client: the provider may have
+    created the job. The invocation raises, the job stays RECEIVED with its lease released, and Lambda's retry
+    submits again. If the first request did create a provider task, that task is an orphan: it costs credits,
+    and its webhook is refused with 409 because its task_id is not the one the job recorded (nothing changes).
+    MusicGPT offers no idempotency key, so this at-least-once window is accepted and kept this narrow.
+    """
+    monkeypatch.setenv("PROVIDER_READ_TIMEOUT_SECONDS", "0.4")
+    runtime.reset()
+    record = put_object(stack, KEY)
+    orphan: dict[str, str] = {}
+
+    def slow(request: Request) -> Response:
+        time.sleep(1.0)
+        response = ok_submit(request)
+        orphan["task_id"] = __import__("json").loads(response.get_data())["task_id"]
+        return response
+
+    provider.then(slow)
+
+    with pytest.raises(SubmitRetryLater, match="ReadTimeout"):
+        deliver(record)
+
+    assert len(provider.submissions) == 1  # not retried inside the client
+    item = assert_waiting_and_free(stack)
+    job_id = item["job_id"]
+
+    time.sleep(0.8)  # the slow answer goes out to nobody
+    assert deliver(record)["results"][0]["outcome"] == "SUBMITTED"
+    assert len(provider.submissions) == 2  # the documented at-least-once window
+    item = assert_submitted_once(stack, provider)
+    assert item["task_id"] != orphan["task_id"]
+
+    answer = post_callback(job_id, callback_payload(orphan["task_id"], {}))
+    assert answer["statusCode"] == 409
+    assert job_by_key(stack, KEY) == item
 
 
 @pytest.mark.parametrize(
