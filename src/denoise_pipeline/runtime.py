@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
 
+class SecretUnavailable(RuntimeError):
+    """A secret could not be read (deleted, access denied, Secrets Manager down); names the secret, never its value."""
+
+    def __init__(self, secret_id: str, cause: Exception) -> None:
+        super().__init__(f"cannot read secret {secret_id}: {cause}")
+        self.secret_id = secret_id
+
+
 class SecretReader:
     """Cached Secrets Manager reads through Powertools Parameters.
 
@@ -42,7 +50,10 @@ class SecretReader:
         self._previous = SecretsProvider(boto_config=AWS_CONFIG)
 
     def current(self, secret_id: str) -> str:
-        return str(self._current.get(secret_id, max_age=self._max_age))
+        try:
+            return str(self._current.get(secret_id, max_age=self._max_age))
+        except GetParameterError as exc:
+            raise SecretUnavailable(secret_id, exc) from exc
 
     def current_and_previous(self, secret_id: str) -> list[str]:
         secrets = [self.current(secret_id)]

@@ -286,3 +286,27 @@ def test_401_fails_the_job_at_once_without_a_retry_storm(stack: Stack, provider:
 
 
 # ---------------------------------------------------------------- 7. Secrets Manager down at cold start
+
+
+def test_api_key_secret_unavailable_at_cold_start_raises_clearly_and_the_retry_submits_once(
+    stack: Stack, provider: ProviderDouble
+) -> None:
+    secrets = stack.client("secretsmanager")
+    secret_id = stack.resources.ref("MusicGptApiKeySecret")
+    secrets.delete_secret(SecretId=secret_id, RecoveryWindowInDays=7)  # unreadable until restored
+    record = put_object(stack, KEY)
+
+    with pytest.raises(SubmitRetryLater) as raised:
+        deliver(record)
+
+    message = str(raised.value)
+    assert secret_id in message
+    assert "deleted" in message.lower() or "marked for deletion" in message.lower()
+    assert provider.submissions == []
+    assert_waiting_and_free(stack)
+
+    secrets.restore_secret(SecretId=secret_id)
+    assert deliver(record)["results"][0]["outcome"] == "SUBMITTED"
+    assert len(provider.submissions) == 1
+    assert provider.submissions[0].headers["Authorization"] == "test-api-key-0123456789"
+    assert_submitted_once(stack, provider)

@@ -19,6 +19,7 @@ from denoise_pipeline.complete import CopyReport, copy_outputs
 from denoise_pipeline.events import EventPublishError
 from denoise_pipeline.jobs import TransitionRejected
 from denoise_pipeline.models import Job
+from denoise_pipeline.runtime import SecretUnavailable
 from tests.conftest import Stack
 from tests.faults.harness import (
     assert_settled,
@@ -207,6 +208,30 @@ def test_lost_copy_message_is_requeued_by_the_reconciler(
 
     assert job_by_key(stack, KEY)["status"] == "COMPLETED"
     assert event_types(stack) == ["Denoise Job Completed"]
+    assert_settled(stack)
+
+
+def test_signing_secret_unavailable_at_cold_start_refuses_the_callback_without_a_state_change(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    """The webhook function cannot verify a token without its secret: the invocation fails (API Gateway answers
+    500, so a retrying sender tries again), the error names the secret, and nothing is recorded or fetched."""
+    item = submitted(stack)
+    payload = callback_payload(item["task_id"], serve_outputs(files))
+    secrets = stack.client("secretsmanager")
+    secret_id = stack.resources.ref("WebhookSigningSecret")
+    secrets.delete_secret(SecretId=secret_id, RecoveryWindowInDays=7)
+    runtime.reset()  # a new container: nothing cached from the submit that read the same secret
+
+    with pytest.raises(SecretUnavailable, match=secret_id):
+        post_callback(item["job_id"], payload)
+
+    assert job_by_key(stack, KEY) == item
+    assert files.hits == []
+    secrets.restore_secret(SecretId=secret_id)
+    assert post_callback(item["job_id"], payload)["statusCode"] == 202
+    run_queue(stack, "CopyQueue")
+    assert job_by_key(stack, KEY)["status"] == "COMPLETED"
     assert_settled(stack)
 
 
