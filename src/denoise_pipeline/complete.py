@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .callbacks import ConflictingCallback, InvalidCallback, UnknownCallback, parse_callback, verify_token
 from .capacity import CapacityGate
@@ -191,8 +192,23 @@ def _fail_copy(job: Job, code: ErrorCode, message: str, deps: CompletionDeps) ->
         failed = deps.store.mark_failed(job.job_id, code, message, from_states=(JobStatus.COPYING,))
     except TransitionRejected:
         return None
+    _discard_outputs(failed, deps)
     finish(failed, deps)
     return CopyReport(failed, 0)
+
+
+def _discard_outputs(job: Job, deps: CompletionDeps) -> None:
+    """A FAILED job keeps no outputs: remove those its earlier attempts wrote before the failure.
+
+    Runs after the final transition (nothing can complete the job any more) and before the event; a storage
+    error is logged, not raised, because the job's final state and event matter more than the clean-up.
+    """
+    for name in OutputName:
+        key = output_key(deps.output_prefix, job.source_key, name)
+        try:
+            deps.copier.discard(deps.output_bucket, key, job_id=job.job_id)
+        except (BotoCoreError, ClientError):
+            logger.exception("could not remove an output of a failed job", extra={"key": key})
 
 
 def free_slot(job_id: str, deps: CompletionDeps) -> None:

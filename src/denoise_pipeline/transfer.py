@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 Resolver = Callable[[str, int], Sequence[str]]
 MAX_REDIRECTS = 3
 MIB = 1024 * 1024
+MAX_DISCARDED_VERSIONS = 50
 
 
 class CopyError(Exception):
@@ -178,6 +180,31 @@ class OutputCopier:
                 Config=self._config,
             )
             return reader.count
+
+    def discard(self, bucket: str, key: str, *, job_id: str) -> int:
+        """Remove what `job_id` wrote at `key`, so a failed job leaves no partial set of outputs; returns the count.
+
+        Output keys come from the input key, which a re-upload (another job) shares: only versions whose
+        `job-id` metadata is this job's are removed, newest first and by version id, so an earlier job's output
+        becomes current again and a version another job writes meanwhile is never touched.
+        """
+        removed = 0
+        while removed < MAX_DISCARDED_VERSIONS:
+            try:
+                head = self._s3.head_object(Bucket=bucket, Key=key)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                    break
+                raise
+            if head.get("Metadata", {}).get("job-id") != job_id:
+                break
+            version = head.get("VersionId")
+            if not version or version == "null":  # unversioned bucket: the object is gone for good
+                self._s3.delete_object(Bucket=bucket, Key=key)
+                return removed + 1
+            self._s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+            removed += 1
+        return removed
 
     def _open(self, url: str) -> requests.Response:
         for _ in range(MAX_REDIRECTS + 1):

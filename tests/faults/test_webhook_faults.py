@@ -26,6 +26,7 @@ from tests.faults.harness import (
     by_id,
     deliver,
     job_by_key,
+    output_keys,
     put_object,
     race,
     serve_outputs,
@@ -171,6 +172,31 @@ def big_outputs(files: OutputFileServer, noise_wav: FileSpec) -> dict[str, str]:
     return urls
 
 
+def test_download_cut_at_half_is_retried_then_failed_leaving_no_partial_output(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    item = submitted(stack)
+    # 20 MiB cut after 10 MiB: past the 8 MiB multipart threshold, so a part is uploaded before the cut.
+    urls = big_outputs(files, FileSpec(20 * 1024 * 1024, "cut"))
+    post_callback(item["job_id"], callback_payload(item["task_id"], urls))
+
+    answers = run_queue(stack, "CopyQueue", rounds=5)
+
+    assert len(answers) == 3  # MAX_COPY_ATTEMPTS: two redeliveries, then the final verdict
+    assert [bool(a["batchItemFailures"]) for a in answers] == [True, True, False]
+    failed = job_by_key(stack, KEY)
+    assert failed["status"] == "FAILED"
+    assert failed["error_code"] == "COPY_FAILED"
+    assert "after 3 attempts" in failed["error_message"]
+    assert "download" in failed["error_message"]
+    assert failed["copy_attempts"] == 3
+    assert files.hits.count("/out/big_noise_wav") == 3
+    assert event_types(stack) == ["Denoise Job Failed"]
+    assert stack.drain("CopyQueue") == []
+    assert stack.drain("CopyDeadLetterQueue") == []
+    assert_settled(stack)  # the three outputs copied before the cut are not left behind
+
+
 def test_output_404_is_retried_and_a_recovered_url_completes(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer
 ) -> None:
@@ -187,6 +213,70 @@ def test_output_404_is_retried_and_a_recovered_url_completes(
 
     assert job_by_key(stack, KEY)["status"] == "COMPLETED"
     assert event_types(stack) == ["Denoise Job Completed"]
+    assert_settled(stack)
+
+
+def test_output_404_on_every_attempt_fails_with_the_reason(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    item = submitted(stack)
+    post_callback(item["job_id"], callback_payload(item["task_id"], serve_outputs(files, noise="404")))
+
+    answers = run_queue(stack, "CopyQueue", rounds=5)
+
+    assert len(answers) == 3
+    failed = job_by_key(stack, KEY)
+    assert failed["status"] == "FAILED"
+    assert failed["error_code"] == "COPY_FAILED"
+    assert "HTTP 404" in failed["error_message"]
+    assert event_types(stack) == ["Denoise Job Failed"]
+    assert_settled(stack)
+
+
+def test_output_over_the_cap_fails_at_once_without_retry(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrying cannot make a file smaller: OUTPUT_TOO_LARGE is final on the first attempt (current design)."""
+    monkeypatch.setenv("COPY_MAX_BYTES", str(1024 * 1024))
+    item = submitted(stack)
+    urls = big_outputs(files, FileSpec(2 * 1024 * 1024))
+    post_callback(item["job_id"], callback_payload(item["task_id"], urls))
+
+    answers = run_queue(stack, "CopyQueue", rounds=5)
+
+    assert len(answers) == 1
+    assert answers[0]["batchItemFailures"] == []
+    failed = job_by_key(stack, KEY)
+    assert failed["status"] == "FAILED"
+    assert failed["error_code"] == "OUTPUT_TOO_LARGE"
+    assert "1048576-byte cap" in failed["error_message"]
+    assert "copy_attempts" not in failed
+    assert event_types(stack) == ["Denoise Job Failed"]
+    assert_settled(stack)
+
+
+def test_failed_copy_keeps_the_outputs_of_another_job_for_the_same_key(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    """Output keys come from the input key, so a re-upload writes to the same keys: cleaning up after a failed
+    copy removes only what that job wrote, and an earlier completed job's outputs stay visible."""
+    first = submitted(stack)
+    post_callback(first["job_id"], callback_payload(first["task_id"], serve_outputs(files, "/v1")))
+    run_queue(stack, "CopyQueue")
+    completed = job_by_key(stack, KEY)
+    assert completed["status"] == "COMPLETED"
+    before = {key: _body(stack, key) for key in output_keys(stack)}
+
+    deliver(put_object(stack, KEY, b"RIFF" + bytes(9000)))  # a changed re-upload: a new job, same output keys
+    (second,) = [i for i in stack.job_items() if i["job_id"] != first["job_id"]]
+    post_callback(
+        second["job_id"], callback_payload(second["task_id"], serve_outputs(files, "/v2", seed=100, noise="404"))
+    )
+    run_queue(stack, "CopyQueue", rounds=5)
+
+    statuses = {i["job_id"]: i["status"] for i in stack.job_items()}
+    assert statuses == {first["job_id"]: "COMPLETED", second["job_id"]: "FAILED"}
+    assert {key: _body(stack, key) for key in output_keys(stack)} == before
     assert_settled(stack)
 
 
