@@ -137,7 +137,11 @@ class JobStore:
         )
 
     def mark_queued(self, job_id: str, reason: str, now: datetime | None = None) -> Job:
-        """RECEIVED/QUEUED → QUEUED; the queue position (`status_at`) is kept when the job was already queued."""
+        """RECEIVED/QUEUED → QUEUED; the queue position (`status_at`) is kept when the job was already queued.
+
+        Waiting for capacity (no free slot, or the provider's 429) is not a failed submit attempt, so the count the
+        claim added is given back: a job that waits long behind a busy provider is never failed as exhausted.
+        """
         now = now or utc_now()
         stamp = iso(now)
         return self._update(
@@ -145,13 +149,14 @@ class JobStore:
             JobStatus.QUEUED,
             "SET #s = :queued, queued_at = if_not_exists(queued_at, :now), "
             "status_at = if_not_exists(queued_at, :now), queue_reason = :reason, updated_at = :now "
-            "REMOVE lease_until",
+            "REMOVE lease_until ADD submit_attempts :undo",
             "#s IN (:received, :queued)",
             {
                 ":received": JobStatus.RECEIVED.value,
                 ":queued": JobStatus.QUEUED.value,
                 ":now": stamp,
                 ":reason": reason,
+                ":undo": -1,
             },
         )
 

@@ -23,6 +23,7 @@ from tests.faults.harness import (
     job_by_key,
     parse_time,
     put_object,
+    race,
     serve_outputs,
     slot_holders,
 )
@@ -109,6 +110,36 @@ def source_of(stack: Stack, record: dict[str, Any]) -> SourceObject:
 
 
 # ---------------------------------------------------------------- 8. a burst of 50
+
+
+def test_fifty_uploads_at_once_never_exceed_the_limit_and_all_complete(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    in_flight = InFlight()
+    provider.default_submit = in_flight
+    urls = serve_outputs(files)
+    records = [put_object(stack, f"uploads/burst/{i:02d}.wav") for i in range(50)]
+
+    results = race(50, lambda i: deliver(records[i]))
+
+    failures = [result for result in results if isinstance(result, BaseException)]
+    assert failures == []  # an invocation that raised would be retried and could end on the failure destination
+    outcomes = Counter(result["results"][0]["outcome"] for result in results if isinstance(result, dict))
+    assert outcomes == {"SUBMITTED": LIMIT, "QUEUED": 50 - LIMIT}
+    assert all(item["queue_reason"] for item in stack.job_items() if item["status"] == "QUEUED")
+
+    drain_everything(stack, in_flight, urls)
+
+    assert statuses(stack) == {"COMPLETED": 50}
+    assert in_flight.peak == LIMIT  # the limit was used, and never exceeded
+    assert len(in_flight.order) == len(set(in_flight.order)) == 50  # 0 duplicate submissions
+    assert len(provider.submissions) == 50
+    assert all(item["submit_attempts"] == 1 for item in stack.job_items())
+    completed = [event for event in stack.published_events() if event["detail-type"] == "Denoise Job Completed"]
+    assert len({event["detail"]["job_id"] for event in completed}) == len(completed) == 50
+    assert slot_holders(stack) == set()
+    assert_no_dead_letters(stack)
+    assert_settled(stack)
 
 
 # ---------------------------------------------------------------- 9. leaked slots
