@@ -88,6 +88,13 @@ class CapacityGate:
             return 0
         return max(0, self._max - len(state.holders))
 
+    def pause_in_force(self, now: datetime | None = None) -> str | None:
+        """Why admission is paused right now (the provider's 429 and until when), or None when it is not."""
+        state = self.state()
+        if state.paused_until and state.paused_until >= iso(now or utc_now()):
+            return f"admission paused until {state.paused_until} ({state.pause_reason or 'provider rate limit'})"
+        return None
+
     def pause(self, reason: str, retry_after: float | None, now: datetime | None = None) -> str:
         """The provider said 429 although we had a slot: stop admitting for Retry-After or an exponential back-off.
 

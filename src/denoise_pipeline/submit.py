@@ -84,8 +84,9 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
         deps.events.job_finished(failed)
         return SubmitReport(Outcome.FAILED, job.job_id, failed.error_message or "")
     if not deps.gate.try_acquire(job.job_id):
-        deps.store.mark_queued(job.job_id, WAITING_FOR_SLOT)
-        return SubmitReport(Outcome.QUEUED, job.job_id, WAITING_FOR_SLOT)
+        reason = deps.gate.pause_in_force() or WAITING_FOR_SLOT  # slots may be free while the provider says 429
+        deps.store.mark_queued(job.job_id, reason)
+        return SubmitReport(Outcome.QUEUED, job.job_id, reason)
     try:
         if deps.mode is SubmitMode.AUDIO_FILE:
             result = deps.provider.submit_denoise(

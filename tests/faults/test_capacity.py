@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from denoise_pipeline.reconcile import ReconcileReport, reconcile
 from tests.conftest import Stack
 from tests.faults.harness import (
     assert_settled,
+    capacity_item,
     deliver,
     job_by_key,
     parse_time,
@@ -29,7 +31,7 @@ from tests.faults.harness import (
 )
 from tests.file_server import OutputFileServer
 from tests.integration.pipeline import callback_payload, post_callback, run_queue, run_reconciler
-from tests.provider_double import ProviderDouble, ok_submit
+from tests.provider_double import ProviderDouble, ok_submit, status
 
 LIMIT = 2
 DEAD_LETTERS = ("SubmitFailureQueue", "CopyDeadLetterQueue", "AdmissionDeadLetterQueue")
@@ -216,3 +218,54 @@ class Clock:
 
 def reconcile_at(clock: Clock) -> ReconcileReport:
     return reconcile(clock.now(), runtime.submit_deps(), runtime.completion_deps(), runtime.reconcile_policy())
+
+
+def test_429_with_free_slots_pauses_admission_exponentially_then_drains_oldest_first(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account may be shared: the provider can say 429 while our own count shows free slots. Jobs wait as
+    QUEUED with the reason, admission pauses with a growing back-off (no Retry-After), a rate-limited job is
+    not failed for it, and when the provider recovers the queue drains in upload order."""
+    clock = Clock(monkeypatch)
+    in_flight = InFlight()
+    provider.default_submit = in_flight
+    busy: Callable[[Request], Response] = status(429, {"message": "Too many parallel jobs on this account"})
+    rate_limited = 7
+    provider.then(*[busy] * rate_limited)
+    keys = [f"uploads/shared/{i}.wav" for i in range(5)]
+
+    for key in keys:  # one after the other: the upload order is the queue order
+        assert deliver(put_object(stack, key))["results"][0]["outcome"] == "QUEUED"
+
+    assert len(provider.submissions) == 1  # the first met the 429; the rest waited behind the pause
+    items = [job_by_key(stack, key) for key in keys]
+    assert "Too many parallel jobs" in items[0]["queue_reason"]
+    assert all("paused" in item["queue_reason"] for item in items[1:])
+    assert slot_holders(stack) == set()  # slots are free: this is the provider's limit, not ours
+
+    assert reconcile_at(clock).admitted == 0  # still paused: the scheduler does not knock
+    assert len(provider.submissions) == 1
+
+    pauses = [(parse_time(capacity_item(stack)["paused_until"]) - clock.now()).total_seconds()]
+    while len(provider.submissions) < rate_limited:
+        clock.advance_past(capacity_item(stack)["paused_until"])
+        report = reconcile_at(clock)
+        assert report.admitted == 0
+        pauses.append((parse_time(capacity_item(stack)["paused_until"]) - clock.now()).total_seconds())
+        assert {job_by_key(stack, key)["status"] for key in keys} == {"QUEUED"}
+    for streak, paused in enumerate(pauses):
+        ceiling = min(capacity.MAX_BACKOFF_SECONDS, capacity.BASE_BACKOFF_SECONDS * 2**streak)
+        assert ceiling / 2 - 0.5 <= paused <= ceiling, pauses
+    assert capacity_item(stack)["consecutive_rate_limits"] == rate_limited
+
+    clock.advance_past(capacity_item(stack)["paused_until"])  # the provider has room again
+    assert reconcile_at(clock).admitted == LIMIT
+    assert "consecutive_rate_limits" not in capacity_item(stack)
+    drain_everything(stack, in_flight, serve_outputs(files))
+
+    assert statuses(stack) == {"COMPLETED": len(keys)}
+    job_ids = [job_by_key(stack, key)["job_id"] for key in keys]
+    assert in_flight.order == job_ids  # oldest first, each once
+    assert in_flight.peak <= LIMIT
+    assert_no_dead_letters(stack)
+    assert_settled(stack)
