@@ -33,6 +33,12 @@ class CapacityState:
     consecutive_rate_limits: int
 
 
+@dataclass(frozen=True)
+class Pause:
+    until: str
+    seconds: float
+
+
 class CapacityGate:
     def __init__(self, table: Table, max_parallel: int) -> None:
         self._table = table
@@ -95,11 +101,11 @@ class CapacityGate:
             return f"admission paused until {state.paused_until} ({state.pause_reason or 'provider rate limit'})"
         return None
 
-    def pause(self, reason: str, retry_after: float | None, now: datetime | None = None) -> str:
+    def pause(self, reason: str, retry_after: float | None, now: datetime | None = None) -> Pause:
         """The provider said 429 although we had a slot: stop admitting for Retry-After or an exponential back-off.
 
         The account may be shared with other systems, so our own count is not the whole truth.
-        Returns the time admission resumes.
+        Returns when admission resumes.
         """
         now = now or utc_now()
         streak = self.state().consecutive_rate_limits
@@ -112,7 +118,7 @@ class CapacityGate:
             UpdateExpression="SET paused_until = :until, pause_reason = :reason ADD consecutive_rate_limits :one",
             ExpressionAttributeValues={":until": until, ":reason": reason[:500], ":one": 1},
         )
-        return until
+        return Pause(until, retry_after)
 
     def record_success(self) -> None:
         """A submit went through: the provider has room again, so the back-off streak starts over."""

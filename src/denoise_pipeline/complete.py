@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
@@ -13,31 +12,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .callbacks import ConflictingCallback, InvalidCallback, UnknownCallback, parse_callback, verify_token
 from .capacity import CapacityGate
-from .events import EventPublisher
+from .events import EventPublisher, announce
 from .jobs import JobNotFound, JobStore, TransitionRejected
 from .models import ConversionOutcome, ErrorCode, Job, JobStatus, OutputName, output_key
 from .musicgpt import MusicGptClient
+from .queues import JobQueue
 from .transfer import CopyError, OutputCopier, OutputRefused, OutputTooLarge, UrlPolicy
 
-if TYPE_CHECKING:
-    from mypy_boto3_sqs.client import SQSClient
-
 logger = Logger(child=True)
-
-
-class JobQueue:
-    """SQS adapter; a message is just a job id, everything else is read from the job.
-
-    Two queues use it: the copy queue (the webhook function copies a COPYING job's outputs) and the admission
-    queue (a slot was freed: the submit function admits the oldest queued jobs).
-    """
-
-    def __init__(self, client: SQSClient, queue_url: str) -> None:
-        self._client = client
-        self._url = queue_url
-
-    def enqueue(self, job_id: str) -> None:
-        self._client.send_message(QueueUrl=self._url, MessageBody=json.dumps({"job_id": job_id}))
 
 
 @dataclass(frozen=True)
@@ -115,17 +97,21 @@ def record_outcome(job: Job, outcome: ConversionOutcome, deps: CompletionDeps) -
     try:
         if outcome.succeeded:
             deps.store.mark_copying(job.job_id, outcome)
-            deps.copy_queue.enqueue(job.job_id)
-            return CallbackAnswer(202, {"job_id": job.job_id, "status": JobStatus.COPYING.value})
-        failed = deps.store.mark_failed(
-            job.job_id, ErrorCode.CONVERSION_FAILED, outcome.message, from_states=(JobStatus.SUBMITTED,)
-        )
+        else:
+            failed = deps.store.mark_failed(
+                job.job_id, ErrorCode.CONVERSION_FAILED, outcome.message, from_states=(JobStatus.SUBMITTED,)
+            )
     except TransitionRejected:
         current = deps.store.get(job.job_id)
         return _duplicate_answer(current) or CallbackAnswer(
             409, {"error": "conflict", "message": f"job is {current.status.value}"}
         )
-    finish(failed, deps)
+    if outcome.succeeded:
+        deps.copy_queue.enqueue(job.job_id)
+    free_slot(job.job_id, deps)  # the provider's job is over once it calls back, however long our copy takes
+    if outcome.succeeded:
+        return CallbackAnswer(202, {"job_id": job.job_id, "status": JobStatus.COPYING.value})
+    announce(failed, deps.store, deps.events)
     return CallbackAnswer(200, {"job_id": job.job_id, "status": failed.status.value})
 
 
@@ -153,7 +139,6 @@ def copy_outputs(job_id: str, receive_count: int, deps: CompletionDeps) -> CopyR
     job = deps.store.find(job_id)
     if job is None or job.status is not JobStatus.COPYING:
         return None
-    free_slot(job.job_id, deps)
     try:
         keys, total = _copy_all(job, deps)
     except (OutputRefused, OutputTooLarge) as exc:
@@ -169,7 +154,7 @@ def copy_outputs(job_id: str, receive_count: int, deps: CompletionDeps) -> CopyR
         completed = deps.store.mark_completed(job.job_id, keys, total)
     except TransitionRejected:
         return None
-    finish(completed, deps)
+    announce(completed, deps.store, deps.events)
     return CopyReport(completed, total)
 
 
@@ -193,7 +178,7 @@ def _fail_copy(job: Job, code: ErrorCode, message: str, deps: CompletionDeps) ->
     except TransitionRejected:
         return None
     _discard_outputs(failed, deps)
-    finish(failed, deps)
+    announce(failed, deps.store, deps.events)
     return CopyReport(failed, 0)
 
 
@@ -212,16 +197,10 @@ def _discard_outputs(job: Job, deps: CompletionDeps) -> None:
 
 
 def free_slot(job_id: str, deps: CompletionDeps) -> None:
-    """The provider is done with this job: give its slot back and wake the admission of queued jobs.
+    """The job left SUBMITTED: give its provider slot back and wake the admission of queued jobs.
 
-    The release is idempotent (a set DELETE), so a retried copy or a final transition after it is harmless;
+    Called once per job (the transition out of SUBMITTED is conditional); the release itself is idempotent, and
     only a real release sends a wake-up.
     """
     if deps.gate.release(job_id):
         deps.admission_queue.enqueue(job_id)
-
-
-def finish(job: Job, deps: CompletionDeps) -> None:
-    """After a job's final transition (won by this caller only): free its slot, tell the world."""
-    free_slot(job.job_id, deps)
-    deps.events.job_finished(job)

@@ -10,6 +10,8 @@ from .models import Job, JobStatus
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
 
+    from .jobs import JobStore
+
 SOURCE = "denoise.pipeline"
 COMPLETED = "Denoise Job Completed"
 FAILED = "Denoise Job Failed"
@@ -54,3 +56,13 @@ class EventPublisher:
         )
         if result.get("FailedEntryCount"):
             raise EventPublishError(f"EventBridge refused the event for job {job.job_id}: {result['Entries']}")
+
+
+def announce(job: Job, store: JobStore, events: EventPublisher) -> None:
+    """Publish a final state, then clear the job's pending-event mark (set by the final transition itself).
+
+    If publishing fails, the mark stays and the reconciler publishes again: at least once, never lost.
+    Consumers deduplicate on `job_id`.
+    """
+    events.job_finished(job)
+    store.mark_event_published(job.job_id)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 STATUS_INDEX = "by-status"
+PENDING_EVENTS_INDEX = "pending-events"  # sparse: only final jobs whose event is not yet published
+EVENT_PENDING = "pending"
 
 
 class JobNotFound(LookupError):
@@ -218,7 +220,7 @@ class JobStore:
             job_id,
             JobStatus.COMPLETED,
             "SET #s = :completed, status_at = :now, completed_at = :now, updated_at = :now, "
-            "output_keys = :keys, copied_bytes = :bytes",
+            "output_keys = :keys, copied_bytes = :bytes, event_pending = :pending",
             "#s = :copying",
             {
                 ":completed": JobStatus.COMPLETED.value,
@@ -226,6 +228,7 @@ class JobStore:
                 ":now": stamp,
                 ":keys": output_keys,
                 ":bytes": copied_bytes,
+                ":pending": EVENT_PENDING,
             },
         )
 
@@ -248,9 +251,16 @@ class JobStore:
             job_id,
             target,
             f"SET #s = :target, status_at = :now, {attribute} = :now, updated_at = :now, "
-            "error_code = :code, error_message = :message REMOVE lease_until",
+            "error_code = :code, error_message = :message, event_pending = :pending REMOVE lease_until",
             f"#s IN ({', '.join(placeholders)})",
-            {":target": target.value, ":now": stamp, ":code": code, ":message": message[:1000], **placeholders},
+            {
+                ":target": target.value,
+                ":now": stamp,
+                ":code": code,
+                ":message": message[:1000],
+                ":pending": EVENT_PENDING,
+                **placeholders,
+            },
         )
 
     def record_copy_attempt(self, job_id: str, error: str) -> None:
@@ -262,6 +272,19 @@ class JobStore:
             {":error": error[:1000], ":one": 1, ":copying": JobStatus.COPYING.value},
             quiet=True,
         )
+
+    def mark_event_published(self, job_id: str) -> None:
+        self._table.update_item(Key={"job_id": job_id}, UpdateExpression="REMOVE event_pending")
+
+    def list_pending_events(self, *, older_than: datetime, limit: int = 100) -> list[Job]:
+        """Final jobs whose event was not published yet (a crash or an EventBridge error after the transition)."""
+        page = self._table.query(
+            IndexName=PENDING_EVENTS_INDEX,
+            KeyConditionExpression="event_pending = :pending AND status_at < :before",
+            ExpressionAttributeValues={":pending": EVENT_PENDING, ":before": iso(older_than)},
+            Limit=limit,
+        )
+        return [Job.from_item(item) for item in page.get("Items", [])]
 
     def list_by_status(
         self, status: JobStatus, *, older_than: datetime | None = None, limit: int = 100

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from .complete import CompletionDeps, finish, record_outcome
+from .complete import CompletionDeps, free_slot, record_outcome
+from .events import announce
 from .jobs import TransitionRejected, lease_expired
 from .models import WAITING_STATES, ErrorCode, Job, JobStatus
 from .musicgpt import ProviderError
@@ -25,6 +26,7 @@ class ReconcileReport:
     timed_out: int = 0
     copies_requeued: int = 0
     redriven: int = 0
+    events_republished: int = 0
     admitted: int = 0
 
 
@@ -41,6 +43,7 @@ def reconcile(now: datetime, submit: SubmitDeps, complete: CompletionDeps, polic
     _check_submitted(now, submit, complete, policy, report)
     _requeue_stuck_copies(now, complete, policy, report)
     _redrive_received(now, submit, policy, report)
+    report.events_republished = _republish_events(now, complete, policy)
     report.admitted = admit_queued(submit)
     return report
 
@@ -91,8 +94,17 @@ def _time_out(job: Job, deps: CompletionDeps) -> int:
         )
     except TransitionRejected:
         return 0
-    finish(timed_out, deps)
+    free_slot(timed_out.job_id, deps)
+    announce(timed_out, deps.store, deps.events)
     return 1
+
+
+def _republish_events(now: datetime, deps: CompletionDeps, policy: ReconcilePolicy) -> int:
+    """Final jobs whose event never went out (EventBridge error, crash after the transition) get it now."""
+    pending = deps.store.list_pending_events(older_than=now - policy.stale_after)
+    for job in pending:
+        announce(job, deps.store, deps.events)
+    return len(pending)
 
 
 def _requeue_stuck_copies(

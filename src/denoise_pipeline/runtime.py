@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
+import time
 from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING
@@ -13,10 +13,11 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.config import Config
 
 from .capacity import CapacityGate
-from .complete import CompletionDeps, JobQueue
+from .complete import CompletionDeps
 from .events import EventPublisher
 from .jobs import JobStore
 from .musicgpt import MusicGptClient
+from .queues import JobQueue
 from .reconcile import ReconcilePolicy
 from .settings import Settings
 from .sources import InputObjects, WebhookLinks
@@ -48,6 +49,7 @@ class SecretReader:
         self._max_age = max_age
         self._current = SecretsProvider(boto_config=AWS_CONFIG)
         self._previous = SecretsProvider(boto_config=AWS_CONFIG)
+        self._no_previous_until: dict[str, float] = {}
 
     def current(self, secret_id: str) -> str:
         try:
@@ -57,8 +59,12 @@ class SecretReader:
 
     def current_and_previous(self, secret_id: str) -> list[str]:
         secrets = [self.current(secret_id)]
-        with suppress(GetParameterError):  # never rotated: there is no previous version
+        if self._no_previous_until.get(secret_id, 0.0) > time.monotonic():
+            return secrets
+        try:
             secrets.append(str(self._previous.get(secret_id, max_age=self._max_age, VersionStage="AWSPREVIOUS")))
+        except GetParameterError:  # never rotated: no previous version; remember that as long as a value is cached
+            self._no_previous_until[secret_id] = time.monotonic() + self._max_age
         return secrets
 
 
@@ -103,7 +109,7 @@ def signing_secrets() -> list[str]:
 def submit_deps() -> SubmitDeps:
     """What the submit path needs; built on first use so a missing setting fails the first invocation loudly."""
     config = settings()
-    config.require("webhook_base_url")
+    config.require("webhook_base_url", "admission_queue_url")
     return SubmitDeps(
         store=JobStore(_table()),
         gate=CapacityGate(_table(), config.max_parallel_jobs),
@@ -111,6 +117,7 @@ def submit_deps() -> SubmitDeps:
         inputs=InputObjects(boto3.client("s3", config=AWS_CONFIG), config.presign_expiry_seconds),
         links=WebhookLinks(config.webhook_base_url, lambda: _secrets().current(config.signing_secret_id)),
         events=_events(),
+        admission=JobQueue(boto3.client("sqs", config=AWS_CONFIG), config.admission_queue_url),
         mode=config.submit_mode,
         max_attempts=config.max_submit_attempts,
     )

@@ -8,7 +8,7 @@ from enum import StrEnum
 from aws_lambda_powertools import Logger
 
 from .capacity import CapacityGate
-from .events import EventPublisher
+from .events import EventPublisher, announce
 from .jobs import JobStore, TransitionRejected
 from .models import ErrorCode, Job, JobStatus, SourceObject
 from .musicgpt import (
@@ -18,6 +18,7 @@ from .musicgpt import (
     ProviderRateLimited,
     ProviderRejectedError,
 )
+from .queues import JobQueue
 from .settings import SubmitMode
 from .sources import InputObjects, WebhookLinks
 
@@ -42,6 +43,7 @@ class SubmitDeps:
     inputs: InputObjects
     links: WebhookLinks
     events: EventPublisher
+    admission: JobQueue
     mode: SubmitMode
     max_attempts: int
 
@@ -81,7 +83,7 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
             f"gave up after {deps.max_attempts} submit attempts",
             from_states=(JobStatus.RECEIVED, JobStatus.QUEUED),
         )
-        deps.events.job_finished(failed)
+        announce(failed, deps.store, deps.events)
         return SubmitReport(Outcome.FAILED, job.job_id, failed.error_message or "")
     if not deps.gate.try_acquire(job.job_id):
         reason = deps.gate.pause_in_force() or WAITING_FOR_SLOT  # slots may be free while the provider says 429
@@ -98,16 +100,18 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
             )
     except ProviderRateLimited as exc:
         deps.gate.release(job.job_id)
-        resume_at = deps.gate.pause(exc.message, exc.retry_after)
-        detail = f"provider rate limit ({exc.message}); admission paused until {resume_at}"
+        pause = deps.gate.pause(exc.message, exc.retry_after)
+        detail = f"provider rate limit ({exc.message}); admission paused until {pause.until}"
         deps.store.mark_queued(job.job_id, detail)
+        deps.admission.enqueue(job.job_id, delay_seconds=pause.seconds)  # resume once the pause is over
         return SubmitReport(Outcome.QUEUED, job.job_id, detail)
     except ProviderRejectedError as exc:
-        deps.gate.release(job.job_id)
+        if deps.gate.release(job.job_id):
+            deps.admission.enqueue(job.job_id)  # the slot this job used is free for the next one
         failed = deps.store.mark_failed(
             job.job_id, _error_code(exc), exc.message, from_states=(JobStatus.RECEIVED, JobStatus.QUEUED)
         )
-        deps.events.job_finished(failed)
+        announce(failed, deps.store, deps.events)
         return SubmitReport(Outcome.FAILED, job.job_id, exc.message)
     except Exception:
         deps.gate.release(job.job_id)

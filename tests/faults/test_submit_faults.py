@@ -107,6 +107,10 @@ def test_429_with_retry_after_queues_the_job_and_pauses_admission_for_that_long(
     paused_for = (parse_time(capacity["paused_until"]) - before).total_seconds()
     assert 7 <= paused_for <= 7 + elapsed + 1
     assert "429" in capacity["pause_reason"]
+    wake_up = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.resources.ref("AdmissionQueue"), AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert wake_up["ApproximateNumberOfMessagesDelayed"] == "1"  # admission resumes when the pause ends
 
 
 def test_429_without_retry_after_queues_with_an_exponential_back_off(stack: Stack, provider: ProviderDouble) -> None:
