@@ -34,6 +34,12 @@ class CapacityState:
 
 
 @dataclass(frozen=True)
+class Slot:
+    rate_limit_streak: int
+    """429s in a row before this admission; a successful submit then resets the back-off (one write, only then)."""
+
+
+@dataclass(frozen=True)
 class Pause:
     until: str
     seconds: float
@@ -48,21 +54,24 @@ class CapacityGate:
     def limit(self) -> int:
         return self._max
 
-    def try_acquire(self, job_id: str, now: datetime | None = None) -> bool:
+    def try_acquire(self, job_id: str, now: datetime | None = None) -> Slot | None:
+        """Take a slot for the job (or keep the one it has); None when all are taken or admission is paused."""
         now = now or utc_now()
         try:
-            self._table.update_item(
+            result = self._table.update_item(
                 Key={"job_id": CAPACITY_KEY},
                 UpdateExpression="ADD holders :job",
                 ConditionExpression="(attribute_not_exists(holders) OR size(holders) < :max "
                 "OR contains(holders, :id)) AND (attribute_not_exists(paused_until) OR paused_until < :now)",
                 ExpressionAttributeValues={":job": {job_id}, ":id": job_id, ":max": self._max, ":now": iso(now)},
+                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if is_conditional_failure(exc):
-                return False
+                return None
             raise
-        return True
+        attributes: dict[str, Any] = dict(result.get("Attributes", {}))
+        return Slot(rate_limit_streak=int(attributes.get("consecutive_rate_limits", 0)))
 
     def release(self, job_id: str) -> bool:
         """Free the job's slot; True only for the call that actually freed it."""

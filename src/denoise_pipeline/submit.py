@@ -85,7 +85,8 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
         )
         announce(failed, deps.store, deps.events)
         return SubmitReport(Outcome.FAILED, job.job_id, failed.error_message or "")
-    if not deps.gate.try_acquire(job.job_id):
+    slot = deps.gate.try_acquire(job.job_id)
+    if slot is None:
         reason = deps.gate.pause_in_force() or WAITING_FOR_SLOT  # slots may be free while the provider says 429
         deps.store.mark_queued(job.job_id, reason)
         return SubmitReport(Outcome.QUEUED, job.job_id, reason)
@@ -123,7 +124,8 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
         # Only the lease holder submits, so this means the lease expired mid-call and the job moved on.
         logger.error("job changed state while submitting", extra={"task_id": result.task_id})
         raise
-    deps.gate.record_success()
+    if slot.rate_limit_streak:
+        deps.gate.record_success()
     return SubmitReport(Outcome.SUBMITTED, job.job_id, result.task_id)
 
 
