@@ -23,7 +23,7 @@ from .report import Figure
 
 FILES = 1000
 LIMIT = 10
-JOB_SECONDS = 0.5
+JOB_SECONDS = 2.0  # MusicGPT's documented example eta is 71 s; 2 s keeps the run short and the pipeline visible
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 READ_OPERATIONS = {"GetItem", "Query", "BatchGetItem", "Scan"}
 
@@ -105,13 +105,22 @@ def run(files: int = FILES, timeout: float = 400) -> tuple[list[Figure], list[st
             calls = Counter(stack.aws_calls)
             invocations = {name: runner.invocations for name, runner in stack.functions.items()}
     minimum = math.ceil(files / LIMIT) * JOB_SECONDS
+
+    def total(service: str, operations: set[str] | None = None, item: str | None = None) -> int:
+        return sum(
+            n
+            for (_, svc, op, target), n in calls.items()
+            if svc == service and (operations is None or op in operations) and (item is None or target == item)
+        )
+
     per_job = {
-        "DynamoDB writes": sum(n for (_, svc, op), n in calls.items() if svc == "dynamodb" and op in WRITE_OPERATIONS),
-        "DynamoDB reads": sum(n for (_, svc, op), n in calls.items() if svc == "dynamodb" and op in READ_OPERATIONS),
-        "DynamoDB scans": sum(n for (_, svc, op), n in calls.items() if svc == "dynamodb" and op == "Scan"),
-        "S3 requests": sum(n for (_, svc, _op), n in calls.items() if svc == "s3"),
-        "SQS sends": sum(n for (_, svc, op), n in calls.items() if svc == "sqs"),
-        "EventBridge puts": sum(n for (_, svc, _op), n in calls.items() if svc == "events"),
+        "DynamoDB writes, job items": total("dynamodb", WRITE_OPERATIONS, ""),
+        "DynamoDB writes, capacity record": total("dynamodb", WRITE_OPERATIONS, "capacity"),
+        "DynamoDB reads": total("dynamodb", READ_OPERATIONS),
+        "DynamoDB scans": total("dynamodb", {"Scan"}),
+        "S3 requests": total("s3"),
+        "SQS sends": total("sqs"),
+        "EventBridge puts": total("events"),
         "Lambda invocations": sum(invocations.values()),
     }
     ratio = drained / minimum

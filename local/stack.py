@@ -39,6 +39,8 @@ import requests
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from denoise_pipeline.capacity import CAPACITY_KEY
+
 from .events import http_api_event, scheduled_event, sqs_event
 from .provider.server import LocalMusicGPT, ProviderConfig
 from .template import REGION, StackResources, Template
@@ -155,8 +157,9 @@ class LocalStack:
         self.moto_url = ""
         self.gateway_url = ""
         self.failures: Counter[str] = Counter()
-        self.aws_calls: Counter[tuple[str, str, str]] = Counter()
-        """(function, service, operation) → calls made by handler code (not by the emulation itself)."""
+        self.aws_calls: Counter[tuple[str, str, str, str]] = Counter()
+        """(function, service, operation, item) → calls made by handler code (not by the emulation itself);
+        item is "capacity" for the capacity record of the jobs table, else empty."""
         self.log_path = self.config.state_dir / "lambda.log"
         self._saved_environment: dict[str, str] = {}
         self._stdout: Any = sys.stdout
@@ -307,12 +310,14 @@ class LocalStack:
         self._stdout = sys.stdout
         sys.stdout = _HandlerOutput(self._stdout, log_file)
 
-    def _count_call(self, model: Any, **kwargs: Any) -> None:
+    def _count_call(self, model: Any, params: Any = None, **kwargs: Any) -> None:
         function = getattr(_running_function, "name", None)
         if function is None and threading.current_thread().name.startswith("ThreadPoolExecutor"):
             function = "WebhookFunction"  # s3transfer's worker threads: only the copier uses managed transfers
         if function:
-            self.aws_calls[(function, model.service_model.service_name, model.name)] += 1
+            body = params.get("body") if isinstance(params, dict) else None
+            item = "capacity" if isinstance(body, bytes | str) and CAPACITY_KEY in str(body) else ""
+            self.aws_calls[(function, model.service_model.service_name, model.name, item)] += 1
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
