@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,12 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
 
 from denoise_pipeline import runtime
 from local.template import StackResources, Template
 from scripts.make_events import SIGNING_SECRET  # the secret events/webhook-*.json are signed with
+from tests.file_server import OutputFileServer, output_file_server
 
 # Powertools reads these when a handler module is imported, which happens at collection, before any fixture.
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DenoisePipeline")
@@ -138,10 +142,37 @@ def _tap_events(session: boto3.session.Session, bus_name: str) -> None:
     events.put_targets(Rule="tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": arn}])
 
 
+_WRITE_LOCK = threading.RLock()
+
+
+def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _WRITE_LOCK:
+            return method(*args, **kwargs)
+
+    return locked
+
+
+@pytest.fixture(autouse=True)
+def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real DynamoDB applies a conditional write atomically; moto checks the condition and writes in two Python
+    steps, so two threads could both "win". Serialising moto's item writes makes race tests measure our code."""
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        monkeypatch.setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+
+
 @pytest.fixture
-def stack_overrides() -> dict[str, str]:
-    """Template parameter overrides; tests override this fixture to change, e.g., MaxParallelJobs."""
-    return {}
+def files() -> Iterator[OutputFileServer]:
+    """Provider output files on a real local socket."""
+    with output_file_server() as server:
+        yield server
+
+
+@pytest.fixture
+def stack_overrides(files: OutputFileServer) -> dict[str, str]:
+    """Template parameter overrides; the file server's origin is allowlisted through the production parameter."""
+    return {"OutputHostAllowlist": f"lalals.s3.amazonaws.com,{files.origin}"}
 
 
 @pytest.fixture

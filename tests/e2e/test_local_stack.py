@@ -216,3 +216,30 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("error: no local stack is running")
+
+
+@pytest.mark.parametrize("stack", [{"max_parallel_jobs": 2, "provider_max_parallel": 2}], indirect=True)
+def test_fifty_files_drain_through_two_provider_slots(stack: LocalStack) -> None:
+    """Issue 7's acceptance run: 50 files at once, a provider that takes 2 jobs at a time (429 beyond)."""
+    endpoints = endpoints_of(stack)
+    s3 = endpoints.client("s3")
+    rng = np.random.default_rng(7)
+    job_ids = []
+    for i in range(50):
+        buffer = __import__("io").BytesIO()
+        sf.write(buffer, (rng.standard_normal(4800) * 0.05).astype(np.float32), 48_000, format="WAV")
+        body = buffer.getvalue()
+        put = s3.put_object(Bucket=endpoints.input_bucket, Key=f"fifty/{i:02d}.wav", Body=body)
+        job_ids.append(
+            SourceObject(endpoints.input_bucket, f"fifty/{i:02d}.wav", len(body), "", put["VersionId"]).job_id
+        )
+
+    items = wait_final(endpoints, job_ids, timeout=150)
+
+    assert [item["status"] for item in items.values()].count("COMPLETED") == 50
+    assert stack.provider is not None
+    stats = stack.provider.stats()
+    assert stats.peak_in_flight <= 2
+    assert stats.accepted == 50
+    assert stats.duplicate_submissions == 0
+    assert dead_letters(stack) == 0

@@ -1,50 +1,13 @@
-"""Fixtures of the fault-injection suite: short timeouts, an output file server, DynamoDB writes made atomic.
+"""Fixtures of the fault-injection suite: short timeouts and a reconciler that finds jobs stale at once.
 
-Real DynamoDB applies a conditional write atomically. moto checks the condition and writes the item in Python, so
-two threads can interleave between the two steps and both "win"; the suite serialises moto's item writes (reads are
-left free) so that a race test measures our code, not the emulator.
+The output file server and atomic moto writes come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import pytest
-from moto.dynamodb.models import DynamoDBBackend
 
-from tests.file_server import OutputFileServer, output_file_server
 from tests.provider_double import ProviderDouble
-
-_WRITE_LOCK = threading.RLock()
-
-
-def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with _WRITE_LOCK:
-            return method(*args, **kwargs)
-
-    return locked
-
-
-@pytest.fixture(autouse=True)
-def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        monkeypatch.setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
-
-
-@pytest.fixture
-def files() -> Iterator[OutputFileServer]:
-    with output_file_server() as server:
-        yield server
-
-
-@pytest.fixture
-def stack_overrides(files: OutputFileServer) -> dict[str, str]:
-    return {"OutputHostAllowlist": f"lalals.s3.amazonaws.com,{files.origin}"}
 
 
 @pytest.fixture

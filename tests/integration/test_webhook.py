@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from denoise_pipeline.models import OutputName
 from tests.conftest import Stack
-from tests.file_server import FileSpec, OutputFileServer, output_file_server
+from tests.file_server import FileSpec, OutputFileServer
 from tests.integration.pipeline import callback_payload, job, post_callback, run_queue, upload
 from tests.provider_double import ProviderDouble
 
@@ -20,17 +19,6 @@ SIZES = {
     OutputName.NOISE: 40_001,
     OutputName.NOISE_WAV: 9 * 1024 * 1024 + 17,
 }
-
-
-@pytest.fixture
-def files() -> Iterator[OutputFileServer]:
-    with output_file_server() as server:
-        yield server
-
-
-@pytest.fixture
-def stack_overrides(files: OutputFileServer) -> dict[str, str]:
-    return {"OutputHostAllowlist": f"lalals.s3.amazonaws.com,{files.origin}"}
 
 
 def serve_outputs(files: OutputFileServer, **modes: str) -> dict[str, str]:
