@@ -27,12 +27,13 @@ def _serve(size: int) -> ThreadingHTTPServer:
             return
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            length = len(CHUNK) if self.path == "/warm-up" else size  # a small warm-up keeps the RSS baseline honest
             self.send_response(200)
-            self.send_header("Content-Length", str(size))
+            self.send_header("Content-Length", str(length))
             self.end_headers()
             sent = 0
-            while sent < size:
-                piece = CHUNK[: min(len(CHUNK), size - sent)]
+            while sent < length:
+                piece = CHUNK[: min(len(CHUNK), length - sent)]
                 self.wfile.write(piece)
                 sent += len(piece)
 

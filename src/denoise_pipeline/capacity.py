@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 CAPACITY_KEY = "#capacity"
+SLOTS_TAKEN = "waiting for a free provider slot"
 BASE_BACKOFF_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 300.0
 
@@ -103,11 +104,17 @@ class CapacityGate:
             return 0
         return max(0, self._max - len(state.holders))
 
-    def pause_in_force(self, now: datetime | None = None) -> str | None:
-        """Why admission is paused right now (the provider's 429 and until when), or None when it is not."""
+    def wait_reason(self, job_id: str, now: datetime | None = None) -> str | None:
+        """Why this job cannot have a slot now (admission paused after a 429, or every slot taken), else None.
+
+        One read, so a job that has to wait costs no failed conditional write; a race after it is still settled
+        by try_acquire's condition.
+        """
         state = self.state()
         if state.paused_until and state.paused_until >= iso(now or utc_now()):
             return f"admission paused until {state.paused_until} ({state.pause_reason or 'provider rate limit'})"
+        if job_id not in state.holders and len(state.holders) >= self._max:
+            return SLOTS_TAKEN
         return None
 
     def pause(self, reason: str, retry_after: float | None, now: datetime | None = None) -> Pause:

@@ -107,10 +107,9 @@ def record_outcome(job: Job, outcome: ConversionOutcome, deps: CompletionDeps) -
             409, {"error": "conflict", "message": f"job is {current.status.value}"}
         )
     if outcome.succeeded:
-        deps.copy_queue.enqueue(job.job_id)
-    free_slot(job.job_id, deps)  # the provider's job is over once it calls back, however long our copy takes
-    if outcome.succeeded:
+        deps.copy_queue.enqueue(job.job_id)  # the copy worker frees the slot as it starts: a short ack path
         return CallbackAnswer(202, {"job_id": job.job_id, "status": JobStatus.COPYING.value})
+    free_slot(job.job_id, deps)
     announce(failed, deps.store, deps.events)
     return CallbackAnswer(200, {"job_id": job.job_id, "status": failed.status.value})
 
@@ -139,6 +138,7 @@ def copy_outputs(job_id: str, receive_count: int, deps: CompletionDeps) -> CopyR
     job = deps.store.find(job_id)
     if job is None or job.status is not JobStatus.COPYING:
         return None
+    free_slot(job.job_id, deps)  # the provider finished this job when it called back
     try:
         keys, total = _copy_all(job, deps)
     except (OutputRefused, OutputTooLarge) as exc:
@@ -197,10 +197,10 @@ def _discard_outputs(job: Job, deps: CompletionDeps) -> None:
 
 
 def free_slot(job_id: str, deps: CompletionDeps) -> None:
-    """The job left SUBMITTED: give its provider slot back and wake the admission of queued jobs.
+    """The provider is done with this job: give its slot back and wake the admission of queued jobs.
 
-    Called once per job (the transition out of SUBMITTED is conditional); the release itself is idempotent, and
-    only a real release sends a wake-up.
+    The release is idempotent (a conditional set DELETE), so a retried copy is harmless; only the call that
+    really freed the slot sends a wake-up.
     """
     if deps.gate.release(job_id):
         deps.admission_queue.enqueue(job_id)

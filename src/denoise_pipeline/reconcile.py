@@ -49,12 +49,14 @@ def reconcile(now: datetime, submit: SubmitDeps, complete: CompletionDeps, polic
 
 
 def release_leaked_slots(now: datetime, deps: SubmitDeps) -> int:
-    """A slot is held legitimately by a SUBMITTED job, or by a waiting job whose submit lease is still live."""
+    """A slot is held legitimately by a job at the provider (SUBMITTED), one whose copy has not started yet
+    (COPYING; the copy frees it, and a stuck copy is re-queued), or a waiting job whose submit lease is live."""
     released = 0
     for job_id in deps.gate.state().holders:
         job = deps.store.find(job_id)
         legitimate = job is not None and (
-            job.status is JobStatus.SUBMITTED or (job.status in WAITING_STATES and not lease_expired(job, now))
+            job.status in (JobStatus.SUBMITTED, JobStatus.COPYING)
+            or (job.status in WAITING_STATES and not lease_expired(job, now))
         )
         if not legitimate:
             released += deps.gate.release(job_id)

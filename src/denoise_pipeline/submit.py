@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from aws_lambda_powertools import Logger
 
-from .capacity import CapacityGate
+from .capacity import SLOTS_TAKEN, CapacityGate
 from .events import EventPublisher, announce
 from .jobs import JobStore, TransitionRejected
 from .models import ErrorCode, Job, JobStatus, SourceObject
@@ -23,8 +23,6 @@ from .settings import SubmitMode
 from .sources import InputObjects, WebhookLinks
 
 logger = Logger(child=True)
-
-WAITING_FOR_SLOT = "waiting for a free provider slot"
 
 
 class Outcome(StrEnum):
@@ -85,9 +83,10 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
         )
         announce(failed, deps.store, deps.events)
         return SubmitReport(Outcome.FAILED, job.job_id, failed.error_message or "")
-    slot = deps.gate.try_acquire(job.job_id)
+    reason = deps.gate.wait_reason(job.job_id)
+    slot = deps.gate.try_acquire(job.job_id) if reason is None else None
     if slot is None:
-        reason = deps.gate.pause_in_force() or WAITING_FOR_SLOT  # slots may be free while the provider says 429
+        reason = reason or SLOTS_TAKEN  # another job took the last slot between the read and the write
         deps.store.mark_queued(job.job_id, reason)
         return SubmitReport(Outcome.QUEUED, job.job_id, reason)
     try:

@@ -54,6 +54,7 @@ def deps() -> Any:
         max_attempts=3,
     )
     fakes.store.create_claimed.return_value = job()
+    fakes.gate.wait_reason.return_value = None
     fakes.gate.try_acquire.return_value = Slot(rate_limit_streak=0)
     fakes.inputs.presigned_url.return_value = "https://in-bucket.s3.amazonaws.com/uploads/take%201.wav?sig"
     fakes.links.url_for.return_value = "https://api.example/webhooks/j/t"
@@ -92,14 +93,23 @@ def test_skipped_objects_create_no_job(deps: Any) -> None:
     deps.store.create_claimed.assert_not_called()
 
 
-def test_no_free_slot_queues_without_calling_the_provider(deps: Any) -> None:
-    deps.gate.try_acquire.return_value = None
-    deps.gate.pause_in_force.return_value = None
+def test_no_free_slot_queues_without_a_write_on_the_capacity_record(deps: Any) -> None:
+    deps.gate.wait_reason.return_value = "waiting for a free provider slot"
 
     report = handle_new_object(SOURCE, deps)
 
     assert report.outcome is Outcome.QUEUED
-    deps.store.mark_queued.assert_called_once()
+    deps.store.mark_queued.assert_called_once_with(SOURCE.job_id, "waiting for a free provider slot")
+    deps.gate.try_acquire.assert_not_called()
+    deps.provider.submit_denoise.assert_not_called()
+
+
+def test_losing_the_last_slot_to_a_twin_queues(deps: Any) -> None:
+    deps.gate.try_acquire.return_value = None
+
+    report = handle_new_object(SOURCE, deps)
+
+    assert report.outcome is Outcome.QUEUED
     deps.provider.submit_denoise.assert_not_called()
 
 
@@ -165,8 +175,7 @@ def test_admission_stops_at_the_first_job_that_has_to_wait(deps: Any) -> None:
     deps.gate.free_slots.return_value = 2
     deps.store.list_by_status.return_value = iter(queued)
     deps.store.claim.side_effect = queued
-    deps.gate.try_acquire.side_effect = [Slot(0), None]
-    deps.gate.pause_in_force.return_value = None
+    deps.gate.wait_reason.side_effect = [None, "waiting for a free provider slot"]
 
     assert admit_queued(deps) == 1
     assert deps.provider.submit_denoise.call_count == 1
