@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -128,7 +127,3 @@ def scheduled_event() -> dict[str, Any]:
         "resources": [],
         "detail": {},
     }
-
-
-def webhook_body(**fields: Any) -> bytes:
-    return json.dumps(fields).encode("utf-8")

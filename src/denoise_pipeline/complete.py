@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .callbacks import ConflictingCallback, InvalidCallback, UnknownCallback, parse_callback, verify_token
 from .capacity import CapacityGate
 from .events import EventPublisher, announce
-from .jobs import JobNotFound, JobStore, TransitionRejected
+from .jobs import JobStore, TransitionRejected
 from .models import ConversionOutcome, ErrorCode, Job, JobStatus, OutputName, output_key
 from .musicgpt import MusicGptClient
 from .queues import JobQueue
@@ -58,27 +58,16 @@ def accept_callback(
 ) -> CallbackAnswer:
     """Verify, parse and record a provider callback; the copy happens later, off the request path.
 
-    Order matters: token, then the body, then the job and its state, then task id and URLs; nothing is
-    written or fetched until all of them pass.
+    Order matters: the token, then the body and its output URLs, then one conditional write that checks the job
+    exists, is SUBMITTED and has this task id, all at once. Nothing is written or fetched before every check passed.
     """
     verify_token(secrets, job_id, token)
     outcome = parse_callback(payload_source())
-    try:
-        job = deps.store.get(job_id)
-    except JobNotFound:
-        raise UnknownCallback from None
-    if job.task_id is not None and outcome.task_id != job.task_id:
-        raise ConflictingCallback("task_id does not match this job")
-    duplicate = _duplicate_answer(job)
-    if duplicate:
-        return duplicate
-    if job.status is not JobStatus.SUBMITTED:
-        raise ConflictingCallback(f"job is {job.status.value}; a callback is accepted only once it is SUBMITTED")
     if outcome.succeeded:
         _refuse_unsafe_urls(outcome, deps.copier.policy)
     if deps.confirm_with_status_lookup and deps.provider is not None:
         outcome = _confirmed(outcome, deps.provider)
-    return record_outcome(job, outcome, deps)
+    return record_outcome(job_id, outcome, deps)
 
 
 def _refuse_unsafe_urls(outcome: ConversionOutcome, policy: UrlPolicy) -> None:
@@ -92,26 +81,43 @@ def _refuse_unsafe_urls(outcome: ConversionOutcome, policy: UrlPolicy) -> None:
             continue  # a resolution hiccup is not a verdict; the copy resolves again and retries
 
 
-def record_outcome(job: Job, outcome: ConversionOutcome, deps: CompletionDeps) -> CallbackAnswer:
-    """Shared by the webhook and the reconciler: SUBMITTED → COPYING (+ copy queued) or → FAILED."""
+def record_outcome(job_id: str, outcome: ConversionOutcome, deps: CompletionDeps) -> CallbackAnswer:
+    """Shared by the webhook and the reconciler: SUBMITTED → COPYING (+ copy queued) or → FAILED.
+
+    Raises CallbackRejected when the job is unknown, not SUBMITTED or has another task id (a duplicate of an
+    accepted callback is answered 200 instead); the job is read only then, to tell those cases apart.
+    """
     try:
         if outcome.succeeded:
-            deps.store.mark_copying(job.job_id, outcome)
+            deps.store.mark_copying(job_id, outcome)
         else:
             failed = deps.store.mark_failed(
-                job.job_id, ErrorCode.CONVERSION_FAILED, outcome.message, from_states=(JobStatus.SUBMITTED,)
+                job_id,
+                ErrorCode.CONVERSION_FAILED,
+                outcome.message,
+                from_states=(JobStatus.SUBMITTED,),
+                task_id=outcome.task_id,
             )
     except TransitionRejected:
-        current = deps.store.get(job.job_id)
-        return _duplicate_answer(current) or CallbackAnswer(
-            409, {"error": "conflict", "message": f"job is {current.status.value}"}
-        )
+        return _refusal(job_id, outcome, deps)
     if outcome.succeeded:
-        deps.copy_queue.enqueue(job.job_id)  # the copy worker frees the slot as it starts: a short ack path
-        return CallbackAnswer(202, {"job_id": job.job_id, "status": JobStatus.COPYING.value})
-    free_slot(job.job_id, deps)
+        deps.copy_queue.enqueue(job_id)  # the copy worker frees the slot as it starts: a short ack path
+        return CallbackAnswer(202, {"job_id": job_id, "status": JobStatus.COPYING.value})
+    free_slot(job_id, deps)
     announce(failed, deps.store, deps.events)
-    return CallbackAnswer(200, {"job_id": job.job_id, "status": failed.status.value})
+    return CallbackAnswer(200, {"job_id": job_id, "status": failed.status.value})
+
+
+def _refusal(job_id: str, outcome: ConversionOutcome, deps: CompletionDeps) -> CallbackAnswer:
+    current = deps.store.find(job_id)
+    if current is None:
+        raise UnknownCallback
+    if current.task_id is not None and current.task_id != outcome.task_id:
+        raise ConflictingCallback("task_id does not match this job")
+    duplicate = _duplicate_answer(current)
+    if duplicate:
+        return duplicate
+    raise ConflictingCallback(f"job is {current.status.value}; a callback is accepted only once it is SUBMITTED")
 
 
 def _duplicate_answer(job: Job) -> CallbackAnswer | None:

@@ -240,9 +240,10 @@ class JobStore:
         *,
         from_states: Iterable[JobStatus] = NON_FINAL_STATES,
         target: JobStatus = JobStatus.FAILED,
+        task_id: str | None = None,
         now: datetime | None = None,
     ) -> Job:
-        """Any non-final state → FAILED (or TIMED_OUT) with the reason kept."""
+        """Any non-final state → FAILED (or TIMED_OUT) with the reason kept; `task_id` also requires that task."""
         stamp = iso(now or utc_now())
         allowed = sorted(set(from_states) - FINAL_STATES)
         placeholders = {f":from{i}": state.value for i, state in enumerate(allowed)}
@@ -252,7 +253,7 @@ class JobStore:
             target,
             f"SET #s = :target, status_at = :now, {attribute} = :now, updated_at = :now, "
             "error_code = :code, error_message = :message, event_pending = :pending REMOVE lease_until",
-            f"#s IN ({', '.join(placeholders)})",
+            f"#s IN ({', '.join(placeholders)})" + (" AND task_id = :task" if task_id is not None else ""),
             {
                 ":target": target.value,
                 ":now": stamp,
@@ -260,6 +261,7 @@ class JobStore:
                 ":message": message[:1000],
                 ":pending": EVENT_PENDING,
                 **placeholders,
+                **({":task": task_id} if task_id is not None else {}),
             },
         )
 

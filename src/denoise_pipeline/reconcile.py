@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
+from .callbacks import CallbackRejected
 from .complete import CompletionDeps, free_slot, record_outcome
 from .events import announce
 from .jobs import TransitionRejected, lease_expired
@@ -76,8 +77,11 @@ def _check_submitted(
             logger.warning("status lookup failed", extra={"job_id": job.job_id, "error": exc.message})
         else:
             if outcome.finished and (outcome.outputs or not outcome.succeeded):
-                answer = record_outcome(job, outcome, complete)
-                if answer.status_code < 300:
+                try:
+                    answer = record_outcome(job.job_id, outcome, complete)
+                except CallbackRejected:
+                    continue  # the webhook won the race, or the provider named another task: nothing to do here
+                if not answer.body.get("duplicate"):
                     report.completed_by_lookup += outcome.succeeded
                     report.failed_by_lookup += not outcome.succeeded
                 continue
