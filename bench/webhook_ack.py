@@ -113,7 +113,8 @@ def run() -> tuple[list[Figure], list[str]]:
     ]
     notes = [
         "Webhook ack: the real handler invoked in-process with an API Gateway v2 event (token check with the "
-        "Secrets-Manager-cached key, GetItem, conditional UpdateItem to COPYING, SendMessage); moto's HTTP server "
-        "is the AWS endpoint for both the handler and the PutItem baseline. Copy excluded (no queue consumer).",
+        "Secrets-Manager-cached key, body and URL checks, one conditional UpdateItem to COPYING that also checks "
+        "the job's state and task id, SendMessage to the copy queue); moto's HTTP server is the AWS endpoint for "
+        "both the handler and the PutItem baseline. Copy excluded (no queue consumer).",
     ]
     return figures, notes
