@@ -16,11 +16,13 @@ event at a time, like a single Lambda container.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import logging
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -53,8 +55,6 @@ ASYNC_ATTEMPTS = 3  # Lambda async invocation: the first try + MaximumRetryAttem
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -458,7 +458,7 @@ class LocalStack:
                             )
                             return
                         payload = answer.get("body") or ""
-                        data = payload.encode() if not answer.get("isBase64Encoded") else _b64(payload)
+                        data = base64.b64decode(payload) if answer.get("isBase64Encoded") else payload.encode()
                         self._reply(int(answer.get("statusCode", 200)), answer.get("headers") or {}, data)
                         return
                 self._reply(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
@@ -517,12 +517,6 @@ def _route_pattern(route: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^}/]+\})", route)
     regex = "".join(f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") else re.escape(part) for part in parts)
     return re.compile(regex)
-
-
-def _b64(text: str) -> bytes:
-    import base64
-
-    return base64.b64decode(text)
 
 
 def _destination_record(event: dict[str, Any], exc: Exception) -> dict[str, Any]:

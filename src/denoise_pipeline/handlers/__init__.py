@@ -1,1 +1,9 @@
 """Thin Lambda entry points: parse the event, call one service function, map the result."""
+
+from typing import Any
+
+
+def is_sqs_event(event: dict[str, Any]) -> bool:
+    """Both the submit and the webhook function have a second door: an SQS queue of their own work."""
+    records = event.get("Records") or []
+    return bool(records) and records[0].get("eventSource") == "aws:sqs"

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ..models import SourceObject
 from ..runtime import submit_deps
 from ..submit import Outcome, admit_queued, handle_new_object
+from . import is_sqs_event
 
 logger = Logger()
 tracer = Tracer()
@@ -44,11 +45,6 @@ def source_from_record(record: S3EventRecord) -> SourceObject:
     )
 
 
-def _is_admission_wakeup(event: dict[str, Any]) -> bool:
-    records = event.get("Records") or []
-    return bool(records) and records[0].get("eventSource") == "aws:sqs"
-
-
 def _submit_uploads(event: dict[str, Any]) -> dict[str, Any]:
     deps = submit_deps()
     results = []
@@ -76,7 +72,7 @@ def _submit_uploads(event: dict[str, Any]) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if not _is_admission_wakeup(event):
+    if not is_sqs_event(event):  # S3 notifications; the SQS door brings admission wake-ups
         return _submit_uploads(event)
     admitted = admit_queued(submit_deps())
     logger.info("admitted queued jobs", extra={"admitted": admitted})

@@ -16,6 +16,7 @@ from ..callbacks import CallbackRejected, UnknownCallback, decode_body
 from ..complete import accept_callback, copy_outputs
 from ..models import JobStatus
 from ..runtime import completion_deps, signing_secrets
+from . import is_sqs_event
 
 logger = Logger()
 tracer = Tracer()
@@ -73,15 +74,10 @@ def copy_record(record: SQSRecord) -> None:
     logger.info("copy finished", extra={"status": job.status.value, "bytes": report.copied_bytes})
 
 
-def _is_sqs(event: dict[str, Any]) -> bool:
-    records = event.get("Records") or []
-    return bool(records) and records[0].get("eventSource") == "aws:sqs"
-
-
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if not _is_sqs(event):
+    if not is_sqs_event(event):  # HTTP API callbacks; the SQS door brings copy work
         return app.resolve(event, context)
     return dict(process_partial_response(event=event, record_handler=copy_record, processor=processor, context=context))
