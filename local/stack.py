@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -302,6 +303,9 @@ class LocalStack:
         from denoise_pipeline import runtime
 
         runtime.reset()
+        # An invocation that records no metric (a duplicate, an empty sweep) makes Powertools warn: Lambda logs it,
+        # the terminal need not.
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
         log_file = self.log_path.open("a", encoding="utf-8", buffering=1)
         for handler in logging.getLogger(environment.get("POWERTOOLS_SERVICE_NAME", "")).handlers:
             if isinstance(handler, logging.StreamHandler):
