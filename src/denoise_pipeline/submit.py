@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger
 from .capacity import SLOTS_TAKEN, CapacityGate
 from .events import EventPublisher, announce
 from .jobs import JobStore, TransitionRejected
-from .models import ErrorCode, Job, JobStatus, SourceObject
+from .models import ErrorCode, Job, JobStatus, SourceObject, SubmitResult
 from .musicgpt import (
     MusicGptClient,
     ProviderAuthError,
@@ -23,6 +23,7 @@ from .settings import SubmitMode
 from .sources import InputObjects, WebhookLinks
 
 logger = Logger(child=True)
+ACCOUNT_PAUSE_SECONDS = 300.0
 
 
 class Outcome(StrEnum):
@@ -90,29 +91,11 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
         deps.store.mark_queued(job.job_id, reason)
         return SubmitReport(Outcome.QUEUED, job.job_id, reason)
     try:
-        if deps.mode is SubmitMode.AUDIO_FILE:
-            result = deps.provider.submit_denoise(
-                audio_file=deps.inputs.upload(job.source), webhook_url=deps.links.url_for(job.job_id)
-            )
-        else:
-            result = deps.provider.submit_denoise(
-                audio_url=deps.inputs.presigned_url(job.source), webhook_url=deps.links.url_for(job.job_id)
-            )
+        result = _call_provider(job, deps)
     except ProviderRateLimited as exc:
-        deps.gate.release(job.job_id)
-        pause = deps.gate.pause(exc.message, exc.retry_after)
-        detail = f"provider rate limit ({exc.message}); admission paused until {pause.until}"
-        deps.store.mark_queued(job.job_id, detail)
-        deps.admission.enqueue(job.job_id, delay_seconds=pause.seconds)  # resume once the pause is over
-        return SubmitReport(Outcome.QUEUED, job.job_id, detail)
+        return _rate_limited(job, exc, deps)
     except ProviderRejectedError as exc:
-        if deps.gate.release(job.job_id):
-            deps.admission.enqueue(job.job_id)  # the slot this job used is free for the next one
-        failed = deps.store.mark_failed(
-            job.job_id, _error_code(exc), exc.message, from_states=(JobStatus.RECEIVED, JobStatus.QUEUED)
-        )
-        announce(failed, deps.store, deps.events)
-        return SubmitReport(Outcome.FAILED, job.job_id, exc.message)
+        return _refused(job, exc, deps)
     except Exception:
         deps.gate.release(job.job_id)
         deps.store.release_lease(job.job_id)
@@ -126,6 +109,38 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
     if slot.rate_limit_streak:
         deps.gate.record_success()
     return SubmitReport(Outcome.SUBMITTED, job.job_id, result.task_id)
+
+
+def _call_provider(job: Job, deps: SubmitDeps) -> SubmitResult:
+    webhook_url = deps.links.url_for(job.job_id)
+    if deps.mode is SubmitMode.AUDIO_FILE:
+        return deps.provider.submit_denoise(audio_file=deps.inputs.upload(job.source), webhook_url=webhook_url)
+    return deps.provider.submit_denoise(audio_url=deps.inputs.presigned_url(job.source), webhook_url=webhook_url)
+
+
+def _rate_limited(job: Job, exc: ProviderRateLimited, deps: SubmitDeps) -> SubmitReport:
+    """429 despite our own count: queue the job, pause admission, and wake it up when the pause ends."""
+    deps.gate.release(job.job_id)
+    pause = deps.gate.pause(exc.message, exc.retry_after)
+    detail = f"provider rate limit ({exc.message}); admission paused until {pause.until}"
+    deps.store.mark_queued(job.job_id, detail)
+    deps.admission.enqueue(job.job_id, delay_seconds=pause.seconds)
+    return SubmitReport(Outcome.QUEUED, job.job_id, detail)
+
+
+def _refused(job: Job, exc: ProviderRejectedError, deps: SubmitDeps) -> SubmitReport:
+    """A permanent refusal fails the job; its slot goes to the next job unless the account itself is the problem."""
+    released = deps.gate.release(job.job_id)
+    if isinstance(exc, ProviderAuthError | ProviderCreditsError):
+        # The next job would fail the same way (bad key, no credits): hold the queue instead of draining it.
+        deps.gate.pause(f"account problem: {exc.message}", ACCOUNT_PAUSE_SECONDS)
+    elif released:
+        deps.admission.enqueue(job.job_id)
+    failed = deps.store.mark_failed(
+        job.job_id, _error_code(exc), exc.message, from_states=(JobStatus.RECEIVED, JobStatus.QUEUED)
+    )
+    announce(failed, deps.store, deps.events)
+    return SubmitReport(Outcome.FAILED, job.job_id, exc.message)
 
 
 def admit_queued(deps: SubmitDeps, *, limit: int = 25) -> int:

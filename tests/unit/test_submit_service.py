@@ -143,9 +143,35 @@ def test_permanent_refusal_fails_the_job_frees_the_slot_and_announces(deps: Any,
 
     assert report.outcome is Outcome.FAILED
     assert deps.store.mark_failed.call_args.args[1] == code
-    deps.admission.enqueue.assert_called_once_with(SOURCE.job_id)
+    deps.gate.release.assert_called_once_with(SOURCE.job_id)
     deps.events.job_finished.assert_called_once_with(deps.store.mark_failed.return_value)
     deps.store.mark_event_published.assert_called_once_with(SOURCE.job_id)
+
+
+def test_a_file_the_provider_refuses_lets_the_next_job_in(deps: Any) -> None:
+    deps.provider.submit_denoise.side_effect = ProviderRejectedError("HTTP 422: bad audio", status_code=422)
+    deps.gate.release.return_value = True
+    deps.store.mark_failed.return_value = failed(ErrorCode.PROVIDER_REJECTED, "bad audio")
+
+    handle_new_object(SOURCE, deps)
+
+    deps.admission.enqueue.assert_called_once_with(SOURCE.job_id)
+    deps.gate.pause.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ProviderAuthError("HTTP 401: bad key", status_code=401), ProviderCreditsError("HTTP 402: none", status_code=402)],
+)
+def test_an_account_problem_holds_the_queue_instead_of_failing_it(deps: Any, error: Exception) -> None:
+    deps.provider.submit_denoise.side_effect = error
+    deps.gate.release.return_value = True
+    deps.store.mark_failed.return_value = failed(ErrorCode.PROVIDER_AUTH, str(error))
+
+    handle_new_object(SOURCE, deps)
+
+    deps.admission.enqueue.assert_not_called()  # waking the queue would fail the next job the same way
+    assert deps.gate.pause.call_args.args[1] == 300.0
 
 
 def test_transient_failure_gives_everything_back_and_raises(deps: Any) -> None:
