@@ -23,28 +23,15 @@ import soundfile as sf
 
 from local.provider.metrics import si_sdr
 from local.provider.server import LocalMusicGPT, ProviderConfig, running
-from tests.e2e.audio import encode, noisy_sample
+from tests.contract import WEBHOOK_FIELDS
+from tests.e2e.audio import SAMPLES, encode, noisy_sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "local" / "samples"
 KEY = "test-key"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-WEBHOOK_KEYS = {
-    "success",
-    "conversion_type",
-    "task_id",
-    "conversion_id",
-    "audio_path",
-    "no_noise",
-    "no_noise_wav",
-    "noise",
-    "noise_wav",
-    "message",
-    "conversion_duration",
-    "conversion_cost",
-}
+WEBHOOK_KEYS = set(WEBHOOK_FIELDS)
 OUTPUT_KEYS = ("no_noise", "no_noise_wav", "noise", "noise_wav")
 
 

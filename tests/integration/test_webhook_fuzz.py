@@ -11,30 +11,17 @@ from hypothesis import strategies as st
 
 from denoise_pipeline.tokens import sign
 from tests.conftest import SIGNING_SECRET, Stack
+from tests.contract import WEBHOOK_FIELDS
 from tests.integration.pipeline import job, post_callback, upload
 from tests.provider_double import ProviderDouble
 
 KEY = "uploads/fuzz.wav"
-FIELDS = [
-    "success",
-    "conversion_type",
-    "task_id",
-    "conversion_id",
-    "audio_path",
-    "no_noise",
-    "no_noise_wav",
-    "noise",
-    "noise_wav",
-    "message",
-    "conversion_duration",
-    "conversion_cost",
-]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
-payloads = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=10), json_values, max_size=12)
+payloads = st.dictionaries(st.sampled_from(WEBHOOK_FIELDS) | st.text(max_size=10), json_values, max_size=12)
 urlish = st.sampled_from(
     ["https://lalals.s3.amazonaws.com/a.wav", "http://127.0.0.1/x", "https://169.254.169.254/", "file:///etc/passwd"]
 )
