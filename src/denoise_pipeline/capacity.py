@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from .jobs import is_conditional_failure, iso, utc_now
+from .queues import JobQueue
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -147,3 +148,13 @@ class CapacityGate:
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise
+
+
+def free_slot(gate: CapacityGate, admission: JobQueue, job_id: str) -> None:
+    """The provider is done with this job: give its slot back and wake the admission of queued jobs.
+
+    The release is idempotent (a conditional set DELETE), so a retry is harmless; only the call that really freed
+    the slot sends a wake-up.
+    """
+    if gate.release(job_id):
+        admission.enqueue(job_id)

@@ -11,7 +11,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .callbacks import ConflictingCallback, InvalidCallback, UnknownCallback, parse_callback, verify_token
-from .capacity import CapacityGate
+from .capacity import CapacityGate, free_slot
 from .events import EventPublisher, announce
 from .jobs import JobStore, TransitionRejected
 from .models import ConversionOutcome, ErrorCode, Job, JobStatus, OutputName, output_key
@@ -28,7 +28,7 @@ class CompletionDeps:
     gate: CapacityGate
     copier: OutputCopier
     copy_queue: JobQueue
-    admission_queue: JobQueue
+    admission: JobQueue
     events: EventPublisher
     output_bucket: str
     output_prefix: str
@@ -103,7 +103,7 @@ def record_outcome(job_id: str, outcome: ConversionOutcome, deps: CompletionDeps
     if outcome.succeeded:
         deps.copy_queue.enqueue(job_id)  # the copy worker frees the slot as it starts: a short ack path
         return CallbackAnswer(202, {"job_id": job_id, "status": JobStatus.COPYING.value})
-    free_slot(job_id, deps)
+    free_slot(deps.gate, deps.admission, job_id)
     announce(failed, deps.store, deps.events)
     return CallbackAnswer(200, {"job_id": job_id, "status": failed.status.value})
 
@@ -144,7 +144,7 @@ def copy_outputs(job_id: str, receive_count: int, deps: CompletionDeps) -> CopyR
     job = deps.store.find(job_id)
     if job is None or job.status is not JobStatus.COPYING:
         return None
-    free_slot(job.job_id, deps)  # the provider finished this job when it called back
+    free_slot(deps.gate, deps.admission, job.job_id)  # the provider finished this job when it called back
     try:
         keys, total = _copy_all(job, deps)
     except (OutputRefused, OutputTooLarge) as exc:
@@ -200,13 +200,3 @@ def _discard_outputs(job: Job, deps: CompletionDeps) -> None:
             deps.copier.discard(deps.output_bucket, key, job_id=job.job_id)
         except (BotoCoreError, ClientError):
             logger.exception("could not remove an output of a failed job", extra={"key": key})
-
-
-def free_slot(job_id: str, deps: CompletionDeps) -> None:
-    """The provider is done with this job: give its slot back and wake the admission of queued jobs.
-
-    The release is idempotent (a conditional set DELETE), so a retried copy is harmless; only the call that
-    really freed the slot sends a wake-up.
-    """
-    if deps.gate.release(job_id):
-        deps.admission_queue.enqueue(job_id)

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 
 from .callbacks import CallbackRejected
-from .complete import CompletionDeps, free_slot, record_outcome
+from .capacity import free_slot
+from .complete import CompletionDeps, record_outcome
 from .events import announce
 from .jobs import TransitionRejected, lease_expired
 from .models import WAITING_STATES, ErrorCode, Job, JobStatus
@@ -100,7 +101,7 @@ def _time_out(job: Job, deps: CompletionDeps) -> int:
         )
     except TransitionRejected:
         return 0
-    free_slot(timed_out.job_id, deps)
+    free_slot(deps.gate, deps.admission, timed_out.job_id)
     announce(timed_out, deps.store, deps.events)
     return 1
 

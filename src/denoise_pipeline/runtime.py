@@ -140,7 +140,7 @@ def completion_deps() -> CompletionDeps:
         gate=CapacityGate(_table(), config.max_parallel_jobs),
         copier=copier,
         copy_queue=JobQueue(sqs, config.copy_queue_url),
-        admission_queue=JobQueue(sqs, config.admission_queue_url),
+        admission=JobQueue(sqs, config.admission_queue_url),
         events=_events(),
         output_bucket=config.output_bucket,
         output_prefix=config.output_prefix,

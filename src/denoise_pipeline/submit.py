@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from aws_lambda_powertools import Logger
 
-from .capacity import SLOTS_TAKEN, CapacityGate
+from .capacity import SLOTS_TAKEN, CapacityGate, free_slot
 from .events import EventPublisher, announce
 from .jobs import JobStore, TransitionRejected
 from .models import ErrorCode, Job, JobStatus, SourceObject, SubmitResult
@@ -130,12 +130,12 @@ def _rate_limited(job: Job, exc: ProviderRateLimited, deps: SubmitDeps) -> Submi
 
 def _refused(job: Job, exc: ProviderRejectedError, deps: SubmitDeps) -> SubmitReport:
     """A permanent refusal fails the job; its slot goes to the next job unless the account itself is the problem."""
-    released = deps.gate.release(job.job_id)
     if isinstance(exc, ProviderAuthError | ProviderCreditsError):
         # The next job would fail the same way (bad key, no credits): hold the queue instead of draining it.
+        deps.gate.release(job.job_id)
         deps.gate.pause(f"account problem: {exc.message}", ACCOUNT_PAUSE_SECONDS)
-    elif released:
-        deps.admission.enqueue(job.job_id)
+    else:
+        free_slot(deps.gate, deps.admission, job.job_id)
     failed = deps.store.mark_failed(
         job.job_id, _error_code(exc), exc.message, from_states=(JobStatus.RECEIVED, JobStatus.QUEUED)
     )
