@@ -1,6 +1,7 @@
 """The offline stack: the real Lambda handlers, wired the way template.yaml wires them, on emulated AWS.
 
-- moto's HTTP server on 127.0.0.1 holds the template's buckets, table, queues, secrets and bus (local.template);
+- moto's HTTP server on 127.0.0.1 holds the template's buckets, table, queues, secrets and bus (local.template),
+  with each DynamoDB request applied atomically as in real DynamoDB (local.atomic_dynamodb);
 - S3 notifications of the input bucket go to an SQS queue (moto cannot call Lambda), with the suffix filters of
   the SubmitFunction's S3 events; a dispatcher turns them back into the Lambda S3 event, retries twice like
   Lambda's async invocation, then writes the failure to the on-failure destination queue;
@@ -44,6 +45,7 @@ from moto.server import ThreadedMotoServer
 
 from denoise_pipeline.capacity import CAPACITY_KEY
 
+from .atomic_dynamodb import serialise_dynamodb_requests
 from .events import http_api_event, scheduled_event, sqs_event
 from .provider.server import LocalMusicGPT, ProviderConfig
 from .template import REGION, StackResources, Template
@@ -171,6 +173,7 @@ class LocalStack:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's and the provider's access logs
         moto_port = self.config.moto_port or free_port()
+        serialise_dynamodb_requests()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
         self.moto_url = f"http://127.0.0.1:{moto_port}"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,9 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from denoise_pipeline import runtime
+from local.atomic_dynamodb import serialise_dynamodb_requests
 from local.template import StackResources, Template
 from scripts.make_events import SIGNING_SECRET  # the secret events/webhook-*.json are signed with
 from tests.file_server import OutputFileServer, output_file_server
@@ -142,24 +140,10 @@ def _tap_events(session: boto3.session.Session, bus_name: str) -> None:
     events.put_targets(Rule="tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": arn}])
 
 
-_WRITE_LOCK = threading.RLock()
-
-
-def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with _WRITE_LOCK:
-            return method(*args, **kwargs)
-
-    return locked
-
-
-@pytest.fixture(autouse=True)
-def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real DynamoDB applies a conditional write atomically; moto checks the condition and writes in two Python
-    steps, so two threads could both "win". Serialising moto's item writes makes race tests measure our code."""
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        monkeypatch.setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+@pytest.fixture(autouse=True, scope="session")
+def atomic_dynamodb() -> None:
+    """Real DynamoDB applies each request atomically; moto needs a lock for that (local.atomic_dynamodb)."""
+    serialise_dynamodb_requests()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Fixtures of the fault-injection suite: short timeouts and a reconciler that finds jobs stale at once.
 
-The output file server and atomic moto writes come from tests/conftest.py.
+The output file server and atomic moto DynamoDB requests come from tests/conftest.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,91 @@
+"""The emulation itself must behave like DynamoDB under concurrency, or race tests measure moto instead of us."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+THREADS = 6
+
+
+@pytest.fixture
+def table() -> Iterator[Any]:
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        created = dynamodb.create_table(
+            TableName="emulation",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        created.put_item(Item={"k": "job"})
+        yield created
+
+
+def _in_threads(work: Callable[[int], None]) -> list[BaseException]:
+    """Run work(n) in THREADS threads with the interpreter switching threads as often as it can."""
+    errors: list[BaseException] = []
+
+    def guarded(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as error:  # collected and asserted on by the caller
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=guarded, args=(n,)) for n in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    return errors
+
+
+def test_concurrent_updates_of_one_item_all_apply(table: Any) -> None:
+    """Unserialised, moto deep-copies the item while another thread adds to it: hundreds of RuntimeErrors."""
+
+    def add_attributes(n: int) -> None:
+        for i in range(100):
+            table.update_item(
+                Key={"k": "job"},
+                UpdateExpression="SET #a = :v",
+                ExpressionAttributeNames={"#a": f"a{n}_{i}"},
+                ExpressionAttributeValues={":v": i},
+            )
+
+    assert _in_threads(add_attributes) == []
+    item = table.get_item(Key={"k": "job"})["Item"]
+    assert len(item) == 1 + THREADS * 100
+
+
+def test_conditional_write_has_exactly_one_winner(table: Any) -> None:
+    winners: list[int] = []
+
+    def claim(n: int) -> None:
+        for round_number in range(50):
+            try:
+                table.update_item(
+                    Key={"k": "job"},
+                    UpdateExpression="SET #o = :n",
+                    ConditionExpression="attribute_not_exists(#o)",
+                    ExpressionAttributeNames={"#o": f"owner{round_number}"},
+                    ExpressionAttributeValues={":n": n},
+                )
+                winners.append(round_number)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+
+    assert _in_threads(claim) == []
+    assert sorted(winners) == list(range(50))
