@@ -78,10 +78,22 @@ class JobStore:
     def create_claimed(self, source: SourceObject, now: datetime | None = None) -> Job | None:
         """Create the job in RECEIVED with the submit lease held by the caller; None if it already exists."""
         now = now or utc_now()
+        return self._create(
+            source, JobStatus.RECEIVED, now, {"submit_attempts": 1, "lease_until": iso(now + self._lease)}
+        )
+
+    def create_queued(self, source: SourceObject, reason: str, now: datetime | None = None) -> Job | None:
+        """Create the job straight in QUEUED (no slot free): one write instead of a create and a transition."""
+        now = now or utc_now()
+        return self._create(
+            source, JobStatus.QUEUED, now, {"submit_attempts": 0, "queued_at": iso(now), "queue_reason": reason}
+        )
+
+    def _create(self, source: SourceObject, status: JobStatus, now: datetime, extra: dict[str, Any]) -> Job | None:
         stamp = iso(now)
         item: dict[str, Any] = {
             "job_id": source.job_id,
-            "status": JobStatus.RECEIVED.value,
+            "status": status.value,
             "status_at": stamp,
             "created_at": stamp,
             "received_at": stamp,
@@ -91,8 +103,7 @@ class JobStore:
             "source_size": source.size,
             "source_etag": source.etag,
             "source_version_id": source.version_id,
-            "submit_attempts": 1,
-            "lease_until": iso(now + self._lease),
+            **extra,
         }
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")

@@ -60,17 +60,21 @@ def handle_new_object(source: SourceObject, deps: SubmitDeps) -> SubmitReport:
     Raises ProviderRetryableError on a transient provider failure after giving the lease back, so the
     caller's retry (Lambda's async retry, the reconciler) submits the same job again.
     """
-    reason = source.skip_reason
-    if reason:
-        return SubmitReport(Outcome.SKIPPED, None, reason)
-    job = deps.store.create_claimed(source)
+    skip = source.skip_reason
+    if skip:
+        return SubmitReport(Outcome.SKIPPED, None, skip)
+    wait = deps.gate.wait_reason(source.job_id)
+    job = deps.store.create_queued(source, wait) if wait else deps.store.create_claimed(source)
     if job is None:
         job = deps.store.claim(source.job_id)
         if job is None:
             current = deps.store.find(source.job_id)
             state = current.status.value if current else "unknown"
             return SubmitReport(Outcome.DUPLICATE, source.job_id, f"already handled ({state})")
-    return submit_claimed(job, deps)
+        return submit_claimed(job, deps)
+    if wait:
+        return SubmitReport(Outcome.QUEUED, job.job_id, wait)
+    return _submit_in_a_slot(job, deps)
 
 
 def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
@@ -85,11 +89,18 @@ def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
         announce(failed, deps.store, deps.events)
         return SubmitReport(Outcome.FAILED, job.job_id, failed.error_message or "")
     reason = deps.gate.wait_reason(job.job_id)
-    slot = deps.gate.try_acquire(job.job_id) if reason is None else None
-    if slot is None:
-        reason = reason or SLOTS_TAKEN  # another job took the last slot between the read and the write
+    if reason:
         deps.store.mark_queued(job.job_id, reason)
         return SubmitReport(Outcome.QUEUED, job.job_id, reason)
+    return _submit_in_a_slot(job, deps)
+
+
+def _submit_in_a_slot(job: Job, deps: SubmitDeps) -> SubmitReport:
+    """Take a slot and submit; the caller holds the lease and has read that a slot looked free."""
+    slot = deps.gate.try_acquire(job.job_id)
+    if slot is None:  # another job took the last slot between the read and the write
+        deps.store.mark_queued(job.job_id, SLOTS_TAKEN)
+        return SubmitReport(Outcome.QUEUED, job.job_id, SLOTS_TAKEN)
     try:
         result = _call_provider(job, deps)
     except ProviderRateLimited as exc:
@@ -149,6 +160,8 @@ def admit_queued(deps: SubmitDeps, *, limit: int = 25) -> int:
     free = deps.gate.free_slots()
     if free == 0:
         return 0
+    # Twice as many candidates as free slots, as a twin may claim some first; but no more submissions than free
+    # slots, as one more claim would find no slot and cost a claim and a re-queue for nothing.
     for job in deps.store.list_by_status(JobStatus.QUEUED, limit=min(limit, free * 2)):
         claimed = deps.store.claim(job.job_id)
         if claimed is None:
@@ -157,6 +170,8 @@ def admit_queued(deps: SubmitDeps, *, limit: int = 25) -> int:
         if report.outcome is Outcome.QUEUED:
             break
         submitted += report.outcome is Outcome.SUBMITTED
+        if submitted >= free:
+            break
     return submitted
 
 

@@ -54,6 +54,7 @@ def deps() -> Any:
         max_attempts=3,
     )
     fakes.store.create_claimed.return_value = job()
+    fakes.store.create_queued.return_value = job(JobStatus.QUEUED, attempts=0)
     fakes.gate.wait_reason.return_value = None
     fakes.gate.try_acquire.return_value = Slot(rate_limit_streak=0)
     fakes.inputs.presigned_url.return_value = "https://in-bucket.s3.amazonaws.com/uploads/take%201.wav?sig"
@@ -93,14 +94,28 @@ def test_skipped_objects_create_no_job(deps: Any) -> None:
     deps.store.create_claimed.assert_not_called()
 
 
-def test_no_free_slot_queues_without_a_write_on_the_capacity_record(deps: Any) -> None:
+def test_no_free_slot_creates_the_job_queued_in_one_write(deps: Any) -> None:
     deps.gate.wait_reason.return_value = "waiting for a free provider slot"
 
     report = handle_new_object(SOURCE, deps)
 
     assert report.outcome is Outcome.QUEUED
+    deps.store.create_queued.assert_called_once_with(SOURCE, "waiting for a free provider slot")
+    deps.store.create_claimed.assert_not_called()
+    deps.store.mark_queued.assert_not_called()
+    deps.gate.try_acquire.assert_not_called()  # no write on the capacity record either
+    deps.provider.submit_denoise.assert_not_called()
+
+
+def test_a_redelivered_event_of_a_queued_job_leaves_it_queued(deps: Any) -> None:
+    deps.gate.wait_reason.return_value = "waiting for a free provider slot"
+    deps.store.create_queued.return_value = None
+    deps.store.claim.return_value = job(JobStatus.QUEUED)
+
+    report = handle_new_object(SOURCE, deps)
+
+    assert report.outcome is Outcome.QUEUED
     deps.store.mark_queued.assert_called_once_with(SOURCE.job_id, "waiting for a free provider slot")
-    deps.gate.try_acquire.assert_not_called()
     deps.provider.submit_denoise.assert_not_called()
 
 
@@ -206,6 +221,17 @@ def test_admission_stops_at_the_first_job_that_has_to_wait(deps: Any) -> None:
     assert admit_queued(deps) == 1
     assert deps.provider.submit_denoise.call_count == 1
     assert deps.store.claim.call_count == 2
+
+
+def test_admission_claims_no_more_jobs_than_it_has_slots(deps: Any) -> None:
+    queued = [job(JobStatus.QUEUED) for _ in range(2)]
+    deps.gate.free_slots.return_value = 1
+    deps.store.list_by_status.return_value = iter(queued)
+    deps.store.claim.side_effect = queued
+
+    assert admit_queued(deps) == 1
+    assert deps.store.claim.call_count == 1
+    deps.store.mark_queued.assert_not_called()
 
 
 def test_admission_does_nothing_without_a_free_slot(deps: Any) -> None:
