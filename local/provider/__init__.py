@@ -1,5 +1,6 @@
 """Local MusicGPT-compatible denoise provider: a DeepFilterNet 3 engine and the HTTP server around it.
 
 The engine's dependencies (the project's ``local`` extra) are imported lazily, so ``import local.provider`` is cheap;
-use ``local.provider.engine``, ``local.provider.server`` and ``local.provider.metrics`` directly.
+use ``local.provider.server`` (the server; it re-exports ``ProviderConfig`` and ``Behaviour``),
+``local.provider.config`` (its options), ``local.provider.engine`` and ``local.provider.metrics`` directly.
 """
