@@ -12,9 +12,10 @@ from pathlib import Path
 
 import boto3
 
-from denoise_pipeline.jobs import JobStore
-from denoise_pipeline.models import SourceObject, SubmitResult
-from denoise_pipeline.tokens import sign
+from denoise_pipeline.adapters.job_store import JobStore
+from denoise_pipeline.domain.source import SourceObject
+from denoise_pipeline.domain.submission import SubmitResult
+from denoise_pipeline.domain.tokens import sign
 from local.events import http_api_event
 from local.stack import LocalStack, LocalStackConfig
 

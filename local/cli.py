@@ -16,19 +16,22 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from denoise_pipeline.jobs import STATUS_INDEX
-from denoise_pipeline.models import FINAL_STATES, JobStatus, OutputName, SourceObject
+from denoise_pipeline.adapters.job_store import JobStore
+from denoise_pipeline.clock import from_iso, utc_now
+from denoise_pipeline.domain.job import Job, JobStatus
+from denoise_pipeline.domain.outputs import OutputName
+from denoise_pipeline.domain.source import SourceObject
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 STATE_DIR = Path(".local-stack")
 MOTO_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # noqa: S105 - moto takes any
+LIST_LIMIT = 10_000
 LISTED_STATES = (
     JobStatus.QUEUED,
     JobStatus.RECEIVED,
@@ -70,14 +73,15 @@ class Endpoints:
             **MOTO_CREDENTIALS,
         )
 
-    def table(self) -> Any:
+    def jobs(self) -> JobStore:
+        """The job store the Lambdas use, pointed at the local stack's table."""
         resource = boto3.resource(  # type: ignore[call-overload]
             "dynamodb",
             endpoint_url=self.moto_url,
             region_name="us-east-1",
             **MOTO_CREDENTIALS,
         )
-        return resource.Table(self.jobs_table)
+        return JobStore(resource.Table(self.jobs_table))
 
 
 def upload(endpoints: Endpoints, path: Path, key: str | None = None) -> str:
@@ -95,71 +99,55 @@ def upload(endpoints: Endpoints, path: Path, key: str | None = None) -> str:
     return source.job_id
 
 
-def follow(endpoints: Endpoints, job_ids: Sequence[str], timeout: float) -> dict[str, dict[str, Any]]:
+def follow(endpoints: Endpoints, job_ids: Sequence[str], timeout: float) -> dict[str, Job]:
     """Poll jobs until every one is final; prints a line per state change with elapsed time and eta."""
-    table = endpoints.table()
+    store = endpoints.jobs()
     started = time.monotonic()
     last: dict[str, str] = {}
-    items: dict[str, dict[str, Any]] = {}
+    jobs: dict[str, Job | None] = {}
     while time.monotonic() - started < timeout:
         for job_id in job_ids:
-            item = table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
-            items[job_id] = item or {}
-            state = str(item["status"]) if item else "WAITING FOR EVENT"
+            job = jobs[job_id] = store.find(job_id)
+            state = job.status.value if job else "WAITING FOR EVENT"
             if last.get(job_id) != state:
                 last[job_id] = state
-                eta = f"  eta {item['eta']}s" if item and item.get("eta") is not None else ""
-                key = item["source_key"] if item else job_id
-                print(f"[{time.monotonic() - started:6.1f}s] {key}  {state}{eta}", flush=True)
-        if all(items[j] and JobStatus(items[j]["status"]) in FINAL_STATES for j in job_ids):
-            return items
+                eta = f"  eta {job.eta}s" if job and job.eta is not None else ""
+                print(
+                    f"[{time.monotonic() - started:6.1f}s] {job.source_key if job else job_id}  {state}{eta}",
+                    flush=True,
+                )
+        finished = {job_id: job for job_id, job in jobs.items() if job is not None and job.is_final}
+        if len(finished) == len(job_ids):
+            return finished
         time.sleep(0.25)
-    pending = [job_id for job_id in job_ids if not items[job_id] or items[job_id]["status"] not in FINAL_STATES]
+    pending = [job_id for job_id, job in jobs.items() if job is None or not job.is_final]
     raise CliError(f"timed out after {timeout:.0f}s waiting for {len(pending)} job(s): {', '.join(pending)}")
 
 
-def list_jobs(endpoints: Endpoints) -> Iterator[dict[str, Any]]:
+def list_jobs(endpoints: Endpoints) -> Iterator[tuple[Job, int | None]]:
     """Jobs per state through the status index (no Scan), oldest first; queued jobs carry their position."""
-    table = endpoints.table()
+    store = endpoints.jobs()
     for state in LISTED_STATES:
-        kwargs: dict[str, Any] = {
-            "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": "#s = :s",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {":s": state.value},
-        }
-        position = 0
-        while True:
-            page = table.query(**kwargs)
-            for item in page["Items"]:
-                position += 1
-                yield item | ({"position": position} if state is JobStatus.QUEUED else {})
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for position, job in enumerate(store.list_by_status(state, limit=LIST_LIMIT), start=1):
+            yield job, position if state is JobStatus.QUEUED else None
 
 
 def fetch(endpoints: Endpoints, job_id: str, directory: Path) -> list[Path]:
-    item = endpoints.table().get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
-    if item is None:
+    job = endpoints.jobs().find(job_id)
+    if job is None:
         raise CliError(f"no job {job_id}")
-    if item["status"] != JobStatus.COMPLETED:
-        raise CliError(f"job {job_id} is {item['status']}, not COMPLETED")
+    if job.status is not JobStatus.COMPLETED:
+        raise CliError(f"job {job_id} is {job.status.value}, not COMPLETED")
     directory.mkdir(parents=True, exist_ok=True)
     s3 = endpoints.client("s3")
     paths = []
     for name in OutputName:
-        key = item.get("output_keys", {}).get(name.value)
+        key = job.output_keys.get(name.value)
         if key:
             target = directory / name.file_name
-            s3.download_file(endpoints.output_bucket, key, str(target))
+            s3.download_file(job.output_bucket or endpoints.output_bucket, key, str(target))
             paths.append(target)
     return paths
-
-
-def _age(item: dict[str, Any]) -> str:
-    since = datetime.fromisoformat(str(item.get("status_at", "")).replace("Z", "+00:00"))
-    return f"{(datetime.now(UTC) - since).total_seconds():.0f}s"
 
 
 def print_jobs(endpoints: Endpoints) -> None:
@@ -168,11 +156,12 @@ def print_jobs(endpoints: Endpoints) -> None:
         print("no jobs yet")
         return
     print(f"{'JOB ID':32}  {'STATE':10} {'POS':>4} {'IN STATE':>8}  SOURCE KEY / REASON")
-    for item in rows:
-        position = str(item.get("position", ""))
-        reason = item.get("error_message") or item.get("queue_reason") or ""
-        detail = f"{item['source_key']}" + (f"  ({reason})" if reason else "")
-        print(f"{item['job_id']:32}  {item['status']:10} {position:>4} {_age(item):>8}  {detail}")
+    now = utc_now()
+    for job, position in rows:
+        age = f"{(now - from_iso(job.status_at)).total_seconds():.0f}s" if job.status_at else ""
+        reason = job.error_message or job.queue_reason or ""
+        detail = job.source_key + (f"  ({reason})" if reason else "")
+        print(f"{job.job_id:32}  {job.status.value:10} {position or '':>4} {age:>8}  {detail}")
 
 
 def noise_reduction_report(clean: Path, noisy: Path, cleaned: Path) -> tuple[float, float]:
@@ -219,8 +208,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_drop(args: argparse.Namespace) -> int:
     endpoints = Endpoints.running(args.state_dir)
     job_ids = [upload(endpoints, Path(path)) for path in args.files]
-    items = follow(endpoints, job_ids, args.timeout)
-    return 0 if all(item["status"] == JobStatus.COMPLETED for item in items.values()) else 1
+    jobs = follow(endpoints, job_ids, args.timeout)
+    return 0 if all(job.status is JobStatus.COMPLETED for job in jobs.values()) else 1
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -244,9 +233,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         endpoints = Endpoints.from_state(stack.state())
         print(f"dropping {noisy.name} into s3://{endpoints.input_bucket}/demo/")
         job_id = upload(endpoints, noisy, f"demo/{noisy.name}")
-        item = follow(endpoints, [job_id], args.timeout)[job_id]
-        if item["status"] != JobStatus.COMPLETED:
-            raise CliError(f"job {job_id} ended {item['status']}: {item.get('error_message')}")
+        job = follow(endpoints, [job_id], args.timeout)[job_id]
+        if job.status is not JobStatus.COMPLETED:
+            raise CliError(f"job {job_id} ended {job.status.value}: {job.error_message}")
         listed = endpoints.client("s3").list_objects_v2(Bucket=endpoints.output_bucket, Prefix="denoised/demo/")
         stored = sorted(obj["Key"] for obj in listed.get("Contents", []))
         if len(stored) != len(OutputName):

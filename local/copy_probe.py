@@ -19,7 +19,7 @@ from pathlib import Path
 
 import boto3
 
-from denoise_pipeline.transfer import OutputCopier, UrlPolicy
+from denoise_pipeline.adapters.output_copier import OutputCopier, UrlPolicy
 
 CHUNK = bytes(range(256)) * 4096  # 1 MiB
 

@@ -43,7 +43,7 @@ import requests
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from denoise_pipeline.capacity import CAPACITY_KEY
+from denoise_pipeline.adapters.capacity import CAPACITY_KEY
 
 from .atomic_dynamodb import serialise_dynamodb_requests
 from .events import http_api_event, scheduled_event, sqs_event
@@ -227,9 +227,9 @@ class LocalStack:
                 log_file.close()
         os.environ.clear()
         os.environ.update(self._saved_environment)
-        from denoise_pipeline import runtime
+        from denoise_pipeline import wiring
 
-        runtime.reset()
+        wiring.reset()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -303,9 +303,9 @@ class LocalStack:
         os.environ.update(environment)
         for name in FUNCTIONS:
             self.functions[name] = _FunctionRunner(name, self.template.handler(name))
-        from denoise_pipeline import runtime
+        from denoise_pipeline import wiring
 
-        runtime.reset()
+        wiring.reset()
         # An invocation that records no metric (a duplicate, an empty sweep) makes Powertools warn: Lambda logs it,
         # the terminal need not.
         warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)

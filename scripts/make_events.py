@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from denoise_pipeline.models import SourceObject
-from denoise_pipeline.tokens import sign
+from denoise_pipeline.domain.source import SourceObject
+from denoise_pipeline.domain.tokens import sign
 from local.events import http_api_event, s3_put_record, scheduled_event, sqs_event
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

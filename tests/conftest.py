@@ -14,7 +14,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from denoise_pipeline import runtime
+from denoise_pipeline import wiring
 from local.atomic_dynamodb import serialise_dynamodb_requests
 from local.template import StackResources, Template
 from scripts.make_events import SIGNING_SECRET  # the secret events/webhook-*.json are signed with
@@ -178,10 +178,10 @@ def stack(
         _tap_events(session, resources.ref("EventBus"))
         for name, value in function_env(template, resources, **env_overrides).items():
             monkeypatch.setenv(name, value)
-        runtime.reset()
+        wiring.reset()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         yield Stack(resources, template, session)
-        runtime.reset()
+        wiring.reset()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 

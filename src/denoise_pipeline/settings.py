@@ -1,169 +1,192 @@
-"""Settings parsed once from the environment variables that template.yaml declares."""
+"""Settings per function, parsed once from the environment variables template.yaml declares for that function.
+
+Each class names every variable its function reads (`env(...)` on the field). A field without a default is
+required by its type: a missing or malformed value fails the function at start-up, with every problem named in
+one error. Values the template passes have no default here, so template.yaml stays their single source; the
+defaults below are for tuning knobs the template does not set.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Self, get_type_hints
 
-DEFAULT_API_URL = "https://api.musicgpt.com/api/public/v1"
-DEFAULT_OUTPUT_HOSTS = ("lalals.s3.amazonaws.com", "musicgpt.s3.amazonaws.com")
+from .domain.submission import SubmitMode
 
 
 class SettingsError(RuntimeError):
     """A required setting is missing or malformed; raised when a function starts."""
 
 
-class SubmitMode(StrEnum):
-    AUDIO_URL = "audio_url"
-    AUDIO_FILE = "audio_file"
+def env(name: str, default: Any = dataclasses.MISSING, *, minimum: float | None = None) -> Any:
+    """A field read from the environment variable `name`; required unless it has a default."""
+    return dataclasses.field(default=default, metadata={"env": name, "minimum": minimum})
 
 
-@dataclass(frozen=True)
-class Settings:
-    jobs_table: str
-    api_url: str
-    api_key_secret_id: str
-    signing_secret_id: str
-    output_bucket: str
-    event_bus_name: str
-    # Needed only by the functions that submit (submit, reconcile) or copy (webhook, reconcile): see `require`.
-    webhook_base_url: str = ""
-    copy_queue_url: str = ""
-    admission_queue_url: str = ""
-    submit_mode: SubmitMode = SubmitMode.AUDIO_URL
-    presign_expiry_seconds: int = 3600
-    provider_connect_timeout: float = 5.0
-    provider_read_timeout: float = 30.0
-    provider_max_retries: int = 3
-    max_parallel_jobs: int = 2
-    output_prefix: str = "denoised/"
-    output_allowlist: tuple[str, ...] = DEFAULT_OUTPUT_HOSTS
-    copy_max_bytes: int = 2 * 1024**3
-    copy_connect_timeout: float = 5.0
-    copy_read_timeout: float = 60.0
-    max_copy_attempts: int = 5
-    confirm_with_status_lookup: bool = False
-    max_submit_attempts: int = 5
-    stale_after_seconds: int = 900
-    max_job_age_seconds: int = 6 * 3600
-    reconcile_lookup_limit: int = 10
-    secret_max_age_seconds: int = 300
+def group(kind: type[Any], *, enabled_by: str) -> Any:
+    """A nested group of settings, read only when the boolean variable `enabled_by` is true (else None)."""
+    return dataclasses.field(default=None, metadata={"group": kind, "enabled_by": enabled_by})
+
+
+class EnvSettings:
+    """Base of every settings class: reads its fields from the environment."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        reader = _Reader(env)
-        settings = cls(
-            jobs_table=reader.required("JOBS_TABLE_NAME"),
-            api_url=reader.optional("MUSICGPT_API_URL", DEFAULT_API_URL).rstrip("/"),
-            api_key_secret_id=reader.required("MUSICGPT_API_KEY_SECRET_ARN"),
-            signing_secret_id=reader.required("WEBHOOK_SIGNING_SECRET_ARN"),
-            output_bucket=reader.required("OUTPUT_BUCKET"),
-            event_bus_name=reader.required("EVENT_BUS_NAME"),
-            webhook_base_url=reader.optional("WEBHOOK_BASE_URL", "").rstrip("/"),
-            copy_queue_url=reader.optional("COPY_QUEUE_URL", ""),
-            admission_queue_url=reader.optional("ADMISSION_QUEUE_URL", ""),
-            submit_mode=reader.choice("SUBMIT_MODE", SubmitMode, SubmitMode.AUDIO_URL),
-            presign_expiry_seconds=reader.integer("PRESIGN_EXPIRY_SECONDS", 3600, minimum=60),
-            provider_connect_timeout=reader.number("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0),
-            provider_read_timeout=reader.number("PROVIDER_READ_TIMEOUT_SECONDS", 30.0),
-            provider_max_retries=reader.integer("PROVIDER_MAX_RETRIES", 3, minimum=0),
-            max_parallel_jobs=reader.integer("MAX_PARALLEL_JOBS", 2, minimum=1),
-            output_prefix=reader.optional("OUTPUT_PREFIX", "denoised/"),
-            output_allowlist=reader.csv("OUTPUT_HOST_ALLOWLIST", DEFAULT_OUTPUT_HOSTS),
-            copy_max_bytes=reader.integer("COPY_MAX_BYTES", 2 * 1024**3, minimum=1),
-            copy_connect_timeout=reader.number("COPY_CONNECT_TIMEOUT_SECONDS", 5.0),
-            copy_read_timeout=reader.number("COPY_READ_TIMEOUT_SECONDS", 60.0),
-            max_copy_attempts=reader.integer("MAX_COPY_ATTEMPTS", 5, minimum=1),
-            confirm_with_status_lookup=reader.flag("CONFIRM_WITH_STATUS_LOOKUP", False),
-            max_submit_attempts=reader.integer("MAX_SUBMIT_ATTEMPTS", 5, minimum=1),
-            stale_after_seconds=reader.integer("STALE_AFTER_SECONDS", 900, minimum=1),
-            max_job_age_seconds=reader.integer("MAX_JOB_AGE_SECONDS", 6 * 3600, minimum=60),
-            reconcile_lookup_limit=reader.integer("RECONCILE_LOOKUP_LIMIT", 10, minimum=1),
-            secret_max_age_seconds=reader.integer("SECRET_MAX_AGE_SECONDS", 300, minimum=0),
-        )
-        reader.raise_if_invalid()
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        problems: list[str] = []
+        settings = _read(cls, os.environ if environ is None else environ, problems)
+        if problems:
+            raise SettingsError("invalid configuration: " + "; ".join(problems))
         return settings
 
-    def require(self, *fields: str) -> None:
-        """Fail at start-up when a function-specific setting is missing (e.g. WEBHOOK_BASE_URL for the submitter)."""
-        missing = [f"{name.upper()} is required" for name in fields if not getattr(self, name)]
-        if missing:
-            raise SettingsError("invalid configuration: " + "; ".join(missing))
+    @classmethod
+    def required(cls) -> set[str]:
+        """The variables without a default: the template must give each of them."""
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        return {
+            spec.metadata["env"] for spec in fields if "env" in spec.metadata and spec.default is dataclasses.MISSING
+        }
+
+    @classmethod
+    def variables(cls) -> set[str]:
+        """Every environment variable this class reads (nested groups and their switches included)."""
+        names: set[str] = set()
+        for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if "group" in spec.metadata:
+                names |= {spec.metadata["enabled_by"], *spec.metadata["group"].variables()}
+            else:
+                names.add(spec.metadata["env"])
+        return names
 
 
-class _Reader:
-    """Collects every problem so one start-up error names all of them."""
+@dataclass(frozen=True, kw_only=True)
+class JobsSettings(EnvSettings):
+    """What every function needs: the job table, the bus final states go to, and provider capacity."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        self._problems: list[str] = []
+    jobs_table: str = env("JOBS_TABLE_NAME")
+    event_bus_name: str = env("EVENT_BUS_NAME")
+    admission_queue_url: str = env("ADMISSION_QUEUE_URL")
+    max_parallel_jobs: int = env("MAX_PARALLEL_JOBS", minimum=1)
+    secret_max_age_seconds: int = env("SECRET_MAX_AGE_SECONDS", 300, minimum=0)
 
-    def required(self, name: str) -> str:
-        value = self._env.get(name, "").strip()
-        if not value:
-            self._problems.append(f"{name} is required")
-        return value
 
-    def optional(self, name: str, default: str) -> str:
-        return self._env.get(name, "").strip() or default
+@dataclass(frozen=True, kw_only=True)
+class ProviderSettings(EnvSettings):
+    """The MusicGPT API: where it is, the secret holding its key, and how patiently to call it."""
 
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
-        raw = self._env.get(name, "").strip()
+    api_url: str = env("MUSICGPT_API_URL")
+    api_key_secret_id: str = env("MUSICGPT_API_KEY_SECRET_ARN")
+    connect_timeout: float = env("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.001)
+    read_timeout: float = env("PROVIDER_READ_TIMEOUT_SECONDS", 30.0, minimum=0.001)
+    max_retries: int = env("PROVIDER_MAX_RETRIES", 3, minimum=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SigningSettings(EnvSettings):
+    signing_secret_id: str = env("WEBHOOK_SIGNING_SECRET_ARN")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmissionSettings(EnvSettings):
+    webhook_base_url: str = env("WEBHOOK_BASE_URL")
+    submit_mode: SubmitMode = env("SUBMIT_MODE")
+    presign_expiry_seconds: int = env("PRESIGN_EXPIRY_SECONDS", minimum=60)
+    max_submit_attempts: int = env("MAX_SUBMIT_ATTEMPTS", 5, minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitSettings(JobsSettings, ProviderSettings, SigningSettings, SubmissionSettings):
+    """SubmitFunction: new uploads and admission wake-ups."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookSettings(JobsSettings, SigningSettings):
+    """WebhookFunction: callbacks (verify, record) and the copy queue (stream outputs into the output bucket)."""
+
+    copy_queue_url: str = env("COPY_QUEUE_URL")
+    output_bucket: str = env("OUTPUT_BUCKET")
+    output_prefix: str = env("OUTPUT_PREFIX", "denoised/")
+    output_allowlist: tuple[str, ...] = env("OUTPUT_HOST_ALLOWLIST")
+    copy_max_bytes: int = env("COPY_MAX_BYTES", minimum=1)
+    copy_connect_timeout: float = env("COPY_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.001)
+    copy_read_timeout: float = env("COPY_READ_TIMEOUT_SECONDS", 60.0, minimum=0.001)
+    max_copy_attempts: int = env("MAX_COPY_ATTEMPTS", minimum=1)
+    status_lookup: ProviderSettings | None = group(ProviderSettings, enabled_by="CONFIRM_WITH_STATUS_LOOKUP")
+    """Set when each callback is confirmed with the provider's status lookup before it is trusted."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileSettings(SubmitSettings):
+    """ReconcileFunction: re-drives stuck jobs, so it submits like SubmitFunction; it also re-queues copies."""
+
+    copy_queue_url: str = env("COPY_QUEUE_URL")
+    stale_after_seconds: int = env("STALE_AFTER_SECONDS", minimum=1)
+    max_job_age_seconds: int = env("MAX_JOB_AGE_SECONDS", minimum=60)
+    lookup_limit: int = env("RECONCILE_LOOKUP_LIMIT", 10, minimum=1)
+
+
+def _read[S](cls: type[S], environ: Mapping[str, str], problems: list[str]) -> S:
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if "group" in spec.metadata:
+            switch = spec.metadata["enabled_by"]
+            enabled = _convert(switch, bool, environ.get(switch, ""), problems)
+            values[spec.name] = _read(spec.metadata["group"], environ, problems) if enabled else None
+            continue
+        name = spec.metadata["env"]
+        raw = environ.get(name, "").strip()
         if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self._problems.append(f"{name} must be an integer, got {raw!r}")
-            return default
-        if value < minimum:
-            self._problems.append(f"{name} must be >= {minimum}, got {value}")
-        return value
+            if spec.default is dataclasses.MISSING:
+                problems.append(f"{name} is required")
+            continue
+        value = _convert(name, hints[spec.name], raw, problems)
+        minimum = spec.metadata["minimum"]
+        if minimum is not None and value is not None and value < minimum:
+            problems.append(f"{name} must be >= {minimum}, got {value}")
+        values[spec.name] = value
+    if problems:
+        return None  # type: ignore[return-value]  # the caller raises; a partial object is never returned
+    return cls(**values)
 
-    def number(self, name: str, default: float) -> float:
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            self._problems.append(f"{name} must be a number, got {raw!r}")
-            return default
-        if value <= 0:
-            self._problems.append(f"{name} must be > 0, got {value}")
-        return value
 
-    def flag(self, name: str, default: bool) -> bool:
-        raw = self._env.get(name, "").strip().lower()
-        if not raw:
-            return default
-        if raw in {"true", "1", "yes"}:
-            return True
-        if raw in {"false", "0", "no"}:
-            return False
-        self._problems.append(f"{name} must be true or false, got {raw!r}")
-        return default
+def _convert(name: str, kind: Any, raw: str, problems: list[str]) -> Any:
+    try:
+        if kind is bool:
+            return _flag(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind == tuple[str, ...]:
+            return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+        if isinstance(kind, type) and issubclass(kind, StrEnum):
+            return kind(raw)
+        if kind is str:
+            return raw.rstrip("/") if name.endswith("_URL") else raw
+    except ValueError:
+        problems.append(f"{name}: {raw!r} is not a valid {_describe(kind)}")
+        return None
+    raise TypeError(f"no conversion for {kind}")  # a programming error in this module, not a configuration one
 
-    def csv(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
 
-    def choice[E: StrEnum](self, name: str, enum: type[E], default: E) -> E:
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            return enum(raw)
-        except ValueError:
-            allowed = ", ".join(member.value for member in enum)
-            self._problems.append(f"{name} must be one of {allowed}, got {raw!r}")
-            return default
+def _flag(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"", "false", "0", "no"}:
+        return False
+    if lowered in {"true", "1", "yes"}:
+        return True
+    raise ValueError(raw)
 
-    def raise_if_invalid(self) -> None:
-        if self._problems:
-            raise SettingsError("invalid configuration: " + "; ".join(self._problems))
+
+def _describe(kind: Any) -> str:
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        return "value (one of " + ", ".join(member.value for member in kind) + ")"
+    if isinstance(kind, types.GenericAlias):
+        return "list"
+    return {bool: "flag (true or false)", int: "integer", float: "number"}.get(kind, str(kind))

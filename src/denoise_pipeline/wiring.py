@@ -1,28 +1,34 @@
-"""Builds the adapters once per Lambda container from the typed settings (the composition root)."""
+"""The composition root: each function's workflow dependencies, built once per Lambda container from its settings.
+
+Nothing is built at import time, so a handler module imports without any environment; the first invocation reads
+the function's settings (a missing value fails it loudly) and builds the adapters, which later invocations reuse.
+"""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
 import boto3
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.config import Config
 
-from .capacity import CapacityGate
-from .complete import CompletionDeps
-from .events import EventPublisher
-from .jobs import JobStore
-from .musicgpt import MusicGptClient
-from .queues import JobQueue
-from .reconcile import ReconcilePolicy
-from .settings import Settings
-from .sources import InputObjects, WebhookLinks
-from .submit import SubmitDeps
-from .transfer import OutputCopier, UrlPolicy
+from .adapters.capacity import CapacityGate
+from .adapters.event_bus import EventPublisher
+from .adapters.input_objects import InputObjects
+from .adapters.job_store import JobStore
+from .adapters.musicgpt import MusicGptClient
+from .adapters.output_copier import OutputCopier, UrlPolicy
+from .adapters.queues import JobQueue
+from .adapters.reservations import Reservations
+from .adapters.secrets import SecretReader
+from .domain.tokens import WebhookLinks
+from .settings import JobsSettings, ProviderSettings, ReconcileSettings, SubmitSettings, WebhookSettings
+from .workflows.callback import CallbackDeps, Recorder
+from .workflows.copy import CopyDeps
+from .workflows.lifecycle import Lifecycle
+from .workflows.reconcile import ReconcileDeps, ReconcilePolicy
+from .workflows.submit import SubmitDeps
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -30,104 +36,38 @@ if TYPE_CHECKING:
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
 
-class SecretUnavailable(RuntimeError):
-    """A secret could not be read (deleted, access denied, Secrets Manager down); names the secret, never its value."""
-
-    def __init__(self, secret_id: str, cause: Exception) -> None:
-        super().__init__(f"cannot read secret {secret_id}: {cause}")
-        self.secret_id = secret_id
-
-
-class SecretReader:
-    """Cached Secrets Manager reads through Powertools Parameters.
-
-    The previous version (AWSPREVIOUS) is read by its own provider because Powertools' cache key ignores
-    the version stage; it keeps webhook tokens of in-flight jobs valid across a rotation.
-    """
-
-    def __init__(self, max_age: int) -> None:
-        self._max_age = max_age
-        self._current = SecretsProvider(boto_config=AWS_CONFIG)
-        self._previous = SecretsProvider(boto_config=AWS_CONFIG)
-        self._no_previous_until: dict[str, float] = {}
-
-    def current(self, secret_id: str) -> str:
-        try:
-            return str(self._current.get(secret_id, max_age=self._max_age))
-        except GetParameterError as exc:
-            raise SecretUnavailable(secret_id, exc) from exc
-
-    def current_and_previous(self, secret_id: str) -> list[str]:
-        secrets = [self.current(secret_id)]
-        if self._no_previous_until.get(secret_id, 0.0) > time.monotonic():
-            return secrets
-        try:
-            secrets.append(str(self._previous.get(secret_id, max_age=self._max_age, VersionStage="AWSPREVIOUS")))
-        except GetParameterError:  # never rotated: no previous version; remember that as long as a value is cached
-            self._no_previous_until[secret_id] = time.monotonic() + self._max_age
-        return secrets
+# ---------------------------------------------------------------- settings, one per function
+@cache
+def submit_settings() -> SubmitSettings:
+    return SubmitSettings.from_env()
 
 
 @cache
-def settings() -> Settings:
-    return Settings.from_env()
+def webhook_settings() -> WebhookSettings:
+    return WebhookSettings.from_env()
 
 
 @cache
-def _secrets() -> SecretReader:
-    return SecretReader(settings().secret_max_age_seconds)
+def reconcile_settings() -> ReconcileSettings:
+    return ReconcileSettings.from_env()
 
 
-@cache
-def _table() -> Table:
-    return boto3.resource("dynamodb", config=AWS_CONFIG).Table(settings().jobs_table)
-
-
-@cache
-def _provider() -> MusicGptClient:
-    config = settings()
-    return MusicGptClient(
-        config.api_url,
-        lambda: _secrets().current(config.api_key_secret_id),
-        connect_timeout=config.provider_connect_timeout,
-        read_timeout=config.provider_read_timeout,
-        max_retries=config.provider_max_retries,
-    )
-
-
-@cache
-def _events() -> EventPublisher:
-    config = settings()
-    return EventPublisher(boto3.client("events", config=AWS_CONFIG), config.event_bus_name, config.output_bucket)
-
-
-def signing_secrets() -> list[str]:
-    return _secrets().current_and_previous(settings().signing_secret_id)
-
-
+# ---------------------------------------------------------------- what each function's workflows get
 @cache
 def submit_deps() -> SubmitDeps:
-    """What the submit path needs; built on first use so a missing setting fails the first invocation loudly."""
-    config = settings()
-    config.require("webhook_base_url", "admission_queue_url")
-    return SubmitDeps(
-        store=JobStore(_table()),
-        gate=CapacityGate(_table(), config.max_parallel_jobs),
-        provider=_provider(),
-        inputs=InputObjects(boto3.client("s3", config=AWS_CONFIG), config.presign_expiry_seconds),
-        links=WebhookLinks(config.webhook_base_url, lambda: _secrets().current(config.signing_secret_id)),
-        events=_events(),
-        admission=JobQueue(boto3.client("sqs", config=AWS_CONFIG), config.admission_queue_url),
-        mode=config.submit_mode,
-        max_attempts=config.max_submit_attempts,
-    )
+    return _submit_deps(submit_settings())
 
 
 @cache
-def completion_deps() -> CompletionDeps:
-    config = settings()
-    config.require("copy_queue_url", "admission_queue_url")
-    sqs = boto3.client("sqs", config=AWS_CONFIG)
+def callback_deps() -> CallbackDeps:
+    config = webhook_settings()
+    lookup = _provider(config.status_lookup, config.secret_max_age_seconds) if config.status_lookup else None
+    return CallbackDeps(_recorder(config, config.copy_queue_url), UrlPolicy(config.output_allowlist), lookup)
+
+
+@cache
+def copy_deps() -> CopyDeps:
+    config = webhook_settings()
     copier = OutputCopier(
         boto3.client("s3", config=AWS_CONFIG),
         UrlPolicy(config.output_allowlist),
@@ -135,31 +75,107 @@ def completion_deps() -> CompletionDeps:
         connect_timeout=config.copy_connect_timeout,
         read_timeout=config.copy_read_timeout,
     )
-    return CompletionDeps(
-        store=JobStore(_table()),
-        gate=CapacityGate(_table(), config.max_parallel_jobs),
+    return CopyDeps(
+        store=_store(config.jobs_table),
+        lifecycle=_lifecycle(config),
         copier=copier,
-        copy_queue=JobQueue(sqs, config.copy_queue_url),
-        admission=JobQueue(sqs, config.admission_queue_url),
-        events=_events(),
         output_bucket=config.output_bucket,
         output_prefix=config.output_prefix,
-        max_copy_attempts=config.max_copy_attempts,
-        provider=_provider(),
-        confirm_with_status_lookup=config.confirm_with_status_lookup,
+        max_attempts=config.max_copy_attempts,
     )
 
 
-def reconcile_policy() -> ReconcilePolicy:
-    config = settings()
-    return ReconcilePolicy(
+@cache
+def reconcile_deps() -> ReconcileDeps:
+    config = reconcile_settings()
+    policy = ReconcilePolicy(
         stale_after=timedelta(seconds=config.stale_after_seconds),
         max_age=timedelta(seconds=config.max_job_age_seconds),
-        lookup_limit=config.reconcile_lookup_limit,
+        lookup_limit=config.lookup_limit,
     )
+    return ReconcileDeps(_submit_deps(config), _recorder(config, config.copy_queue_url), policy)
+
+
+def signing_secrets() -> list[str]:
+    """The webhook signing secret, current and previous version (tokens stay valid across a rotation)."""
+    config = webhook_settings()
+    return _secrets(config.secret_max_age_seconds).current_and_previous(config.signing_secret_id)
 
 
 def reset() -> None:
-    """Forget every cached adapter and setting (tests and the local stack re-point the environment)."""
-    for cached in (settings, _secrets, _table, _provider, _events, submit_deps, completion_deps):
+    """Forget every cached setting and adapter (tests and the local stack re-point the environment)."""
+    for cached in (
+        submit_settings,
+        webhook_settings,
+        reconcile_settings,
+        submit_deps,
+        callback_deps,
+        copy_deps,
+        reconcile_deps,
+        _secrets,
+        _table,
+        _provider,
+        _lifecycle,
+    ):
         cached.cache_clear()
+
+
+# ---------------------------------------------------------------- shared pieces
+def _submit_deps(config: SubmitSettings) -> SubmitDeps:
+    store = _store(config.jobs_table)
+    secrets = _secrets(config.secret_max_age_seconds)
+    return SubmitDeps(
+        store=store,
+        reservations=Reservations(store, _gate(config)),
+        provider=_provider(config, config.secret_max_age_seconds),
+        inputs=InputObjects(boto3.client("s3", config=AWS_CONFIG), config.presign_expiry_seconds),
+        links=WebhookLinks(config.webhook_base_url, lambda: secrets.current(config.signing_secret_id)),
+        lifecycle=_lifecycle(config),
+        mode=config.submit_mode,
+        max_attempts=config.max_submit_attempts,
+    )
+
+
+def _recorder(config: JobsSettings, copy_queue_url: str) -> Recorder:
+    copy_queue = JobQueue(boto3.client("sqs", config=AWS_CONFIG), copy_queue_url)
+    return Recorder(_store(config.jobs_table), _lifecycle(config), copy_queue)
+
+
+@cache
+def _lifecycle(config: JobsSettings) -> Lifecycle:
+    return Lifecycle(
+        store=_store(config.jobs_table),
+        gate=_gate(config),
+        admission=JobQueue(boto3.client("sqs", config=AWS_CONFIG), config.admission_queue_url),
+        events=EventPublisher(boto3.client("events", config=AWS_CONFIG), config.event_bus_name),
+    )
+
+
+@cache
+def _provider(config: ProviderSettings, secret_max_age: int) -> MusicGptClient:
+    secrets = _secrets(secret_max_age)
+    return MusicGptClient(
+        config.api_url,
+        lambda: secrets.current(config.api_key_secret_id),
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        max_retries=config.max_retries,
+    )
+
+
+@cache
+def _secrets(max_age: int) -> SecretReader:
+    return SecretReader(max_age, AWS_CONFIG)
+
+
+@cache
+def _table(name: str) -> Table:
+    return boto3.resource("dynamodb", config=AWS_CONFIG).Table(name)
+
+
+def _store(table_name: str) -> JobStore:
+    return JobStore(_table(table_name))
+
+
+def _gate(config: JobsSettings) -> CapacityGate:
+    return CapacityGate(_table(config.jobs_table), config.max_parallel_jobs)

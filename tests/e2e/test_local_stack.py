@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from denoise_pipeline.models import FINAL_STATES, JobStatus, SourceObject
+from denoise_pipeline.domain.job import FINAL_STATES, JobStatus
+from denoise_pipeline.domain.source import SourceObject
 from local.cli import Endpoints, upload
 from local.provider.metrics import si_sdr
 from local.stack import LocalStack, LocalStackConfig
@@ -26,8 +27,20 @@ pytestmark = pytest.mark.e2e
 OUTPUT_NAMES = ("no_noise.mp3", "no_noise.wav", "noise.mp3", "noise.wav")
 
 
+def jobs_table(endpoints: Endpoints) -> Any:
+    """The raw job items, as stored (the CLI itself reads them through the job store)."""
+    dynamodb = boto3.resource(
+        "dynamodb",
+        endpoint_url=endpoints.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    return dynamodb.Table(endpoints.jobs_table)
+
+
 def wait_final(endpoints: Endpoints, job_ids: list[str], timeout: float = 90) -> dict[str, dict[str, Any]]:
-    table = endpoints.table()
+    table = jobs_table(endpoints)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         items = {j: table.get_item(Key={"job_id": j}, ConsistentRead=True).get("Item") or {} for j in job_ids}

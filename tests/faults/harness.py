@@ -15,9 +15,10 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from denoise_pipeline.capacity import CAPACITY_KEY
+from denoise_pipeline.adapters.capacity import CAPACITY_KEY
+from denoise_pipeline.domain.job import FINAL_STATES
+from denoise_pipeline.domain.outputs import OutputName
 from denoise_pipeline.handlers import submit
-from denoise_pipeline.models import FINAL_STATES, OutputName
 from local.events import s3_put_record
 from tests.conftest import FakeContext, Stack
 from tests.file_server import FileSpec, OutputFileServer

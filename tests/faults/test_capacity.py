@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from werkzeug import Request, Response
 
-from denoise_pipeline import capacity, runtime
-from denoise_pipeline.jobs import utc_now
-from denoise_pipeline.models import ErrorCode, SourceObject
-from denoise_pipeline.reconcile import ReconcileReport, reconcile
+from denoise_pipeline import wiring
+from denoise_pipeline.adapters import capacity
+from denoise_pipeline.clock import utc_now
+from denoise_pipeline.domain.job import ErrorCode
+from denoise_pipeline.domain.source import SourceObject
+from denoise_pipeline.workflows.reconcile import ReconcileReport, reconcile
 from tests.conftest import Stack
 from tests.faults.harness import (
     assert_settled,
@@ -154,7 +156,7 @@ def test_leaked_slot_is_recovered_by_the_reconciler_and_the_queue_drains(
     in_flight = InFlight()
     provider.default_submit = in_flight
     urls = serve_outputs(files)
-    deps = runtime.submit_deps()
+    deps = wiring.submit_deps()
     deliver(put_object(stack, "uploads/legit.wav"))  # holds the other slot, legitimately
     legit = job_by_key(stack, "uploads/legit.wav")
 
@@ -163,7 +165,7 @@ def test_leaked_slot_is_recovered_by_the_reconciler_and_the_queue_drains(
         source = source_of(stack, put_object(stack, "uploads/leaked.wav"))
         leaked_job_id = source.job_id
         assert deps.store.create_claimed(source, now=utc_now() - timedelta(seconds=200)) is not None
-    assert deps.gate.try_acquire(leaked_job_id)
+    assert deps.lifecycle.gate.try_acquire(leaked_job_id)
     if leak == "job already final":  # e.g. rejected by the provider, then the process died before the release
         deps.store.mark_failed(leaked_job_id, ErrorCode.PROVIDER_REJECTED, "HTTP 422: bad audio")
     # ... and the process died here: nothing will ever release that slot but the reconciler.
@@ -217,7 +219,7 @@ class Clock:
 
 
 def reconcile_at(clock: Clock) -> ReconcileReport:
-    return reconcile(clock.now(), runtime.submit_deps(), runtime.completion_deps(), runtime.reconcile_policy())
+    return reconcile(clock.now(), wiring.reconcile_deps())
 
 
 def test_429_with_free_slots_pauses_admission_exponentially_then_drains_oldest_first(

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from werkzeug import Request, Response
 
-from denoise_pipeline import runtime
-from denoise_pipeline.jobs import utc_now
-from denoise_pipeline.models import SourceObject
-from denoise_pipeline.reconcile import ReconcileReport, reconcile
+from denoise_pipeline import wiring
+from denoise_pipeline.clock import utc_now
+from denoise_pipeline.domain.source import SourceObject
+from denoise_pipeline.workflows.reconcile import ReconcileReport, reconcile
 from tests.conftest import Stack
 from tests.faults.harness import (
     assert_settled,
@@ -46,7 +46,7 @@ def wait_until_stale() -> None:
 def reconcile_at(seconds_from_now: float) -> ReconcileReport:
     """The reconciler's service with a clock moved forward (the handler always uses the real time)."""
     now = utc_now() + timedelta(seconds=seconds_from_now)
-    return reconcile(now, runtime.submit_deps(), runtime.completion_deps(), runtime.reconcile_policy())
+    return reconcile(now, wiring.reconcile_deps())
 
 
 def lookups(provider: ProviderDouble) -> list[dict[str, str]]:
@@ -143,7 +143,7 @@ def test_received_job_whose_submit_crashed_is_redriven(
     obj = record["s3"]["object"]
     source = SourceObject(stack.input_bucket, KEY, obj["size"], obj["eTag"], obj.get("versionId", ""))
     # The submit created the job (with its lease) 200 s ago and died before calling the provider.
-    runtime.submit_deps().store.create_claimed(source, now=utc_now() - timedelta(seconds=200))
+    wiring.submit_deps().store.create_claimed(source, now=utc_now() - timedelta(seconds=200))
     assert provider.submissions == []
 
     report = run_reconciler()

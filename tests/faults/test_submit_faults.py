@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from werkzeug import Request, Response
 
-from denoise_pipeline import runtime
+from denoise_pipeline import wiring
+from denoise_pipeline.clock import utc_now
 from denoise_pipeline.handlers.submit import SubmitRetryLater
-from denoise_pipeline.jobs import utc_now
 from tests.conftest import Stack
 from tests.faults.harness import (
     closed_port,
@@ -143,7 +143,7 @@ def test_connect_timeout_raises_releases_the_lease_and_a_later_delivery_submits_
     record = put_object(stack, KEY)
     with unresponsive_port() as port:
         monkeypatch.setenv("MUSICGPT_API_URL", f"http://127.0.0.1:{port}{API_PREFIX}")
-        runtime.reset()
+        wiring.reset()
         started = time.monotonic()
         with pytest.raises(SubmitRetryLater, match="ConnectTimeout"):
             deliver(record)
@@ -153,7 +153,7 @@ def test_connect_timeout_raises_releases_the_lease_and_a_later_delivery_submits_
     assert provider.submissions == []
 
     monkeypatch.setenv("MUSICGPT_API_URL", provider.base_url)
-    runtime.reset()  # Lambda's retry lands in a container that reaches the provider
+    wiring.reset()  # Lambda's retry lands in a container that reaches the provider
     assert deliver(record)["results"][0]["outcome"] == "SUBMITTED"
     assert len(provider.submissions) == 1
     assert assert_submitted_once(stack, provider)["submit_attempts"] == 2
@@ -165,13 +165,13 @@ def test_connection_refused_raises_and_a_later_delivery_submits_once(
     record = put_object(stack, KEY)
     with closed_port() as port:
         monkeypatch.setenv("MUSICGPT_API_URL", f"http://127.0.0.1:{port}{API_PREFIX}")
-        runtime.reset()
+        wiring.reset()
         with pytest.raises(SubmitRetryLater, match="provider unreachable"):
             deliver(record)
 
     assert_waiting_and_free(stack)
     monkeypatch.setenv("MUSICGPT_API_URL", provider.base_url)
-    runtime.reset()
+    wiring.reset()
     deliver(record)
     assert len(provider.submissions) == 1
     assert_submitted_once(stack, provider)
@@ -187,7 +187,7 @@ def test_read_timeout_is_not_retried_in_the_client_and_the_next_delivery_resubmi
     MusicGPT offers no idempotency key, so this at-least-once window is accepted and kept this narrow.
     """
     monkeypatch.setenv("PROVIDER_READ_TIMEOUT_SECONDS", "0.4")
-    runtime.reset()
+    wiring.reset()
     record = put_object(stack, KEY)
     orphan: dict[str, str] = {}
 
@@ -255,7 +255,7 @@ def test_connection_reset_is_retryable_and_the_same_container_recovers(
     record = put_object(stack, KEY)
     with frontend(provider.base_url) as front:
         monkeypatch.setenv("MUSICGPT_API_URL", f"http://127.0.0.1:{front.port}{API_PREFIX}")
-        runtime.reset()
+        wiring.reset()
         with pytest.raises(SubmitRetryLater, match="provider unreachable"):
             deliver(record)
         assert front.connections >= 1

@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from denoise_pipeline import runtime
-from denoise_pipeline.callbacks import decode_body, parse_callback
-from denoise_pipeline.complete import CopyReport, copy_outputs
-from denoise_pipeline.events import EventPublishError
-from denoise_pipeline.jobs import TransitionRejected
-from denoise_pipeline.models import Job
-from denoise_pipeline.runtime import SecretUnavailable
+from denoise_pipeline import wiring
+from denoise_pipeline.adapters.event_bus import EventPublishError
+from denoise_pipeline.adapters.secrets import SecretUnavailable
+from denoise_pipeline.domain.job import Job, TransitionRejected
+from denoise_pipeline.domain.outcome import parse_callback
+from denoise_pipeline.workflows.copy import CopyReport, copy_outputs
 from tests.conftest import Stack
 from tests.faults.harness import (
     assert_settled,
@@ -89,8 +89,8 @@ def test_two_writers_racing_the_copying_transition_have_one_winner(
 ) -> None:
     item = submitted(stack)
     payload = callback_payload(item["task_id"], serve_outputs(files))
-    outcome = parse_callback(decode_body(json.dumps(payload), is_base64=False))
-    store = runtime.completion_deps().store
+    outcome = parse_callback(json.loads(json.dumps(payload), parse_float=Decimal))
+    store = wiring.callback_deps().recorder.store
 
     results = race(2, lambda _: store.mark_copying(item["job_id"], outcome))
 
@@ -150,7 +150,7 @@ def test_two_copy_workers_on_the_same_job_complete_it_once(
     item = submitted(stack)
     post_callback(item["job_id"], callback_payload(item["task_id"], serve_outputs(files)))
     stack.drain("CopyQueue")
-    deps = runtime.completion_deps()
+    deps = wiring.copy_deps()
 
     results = race(2, lambda _: copy_outputs(item["job_id"], 1, deps))
 
@@ -313,7 +313,7 @@ def test_signing_secret_unavailable_at_cold_start_refuses_the_callback_without_a
     secrets = stack.client("secretsmanager")
     secret_id = stack.resources.ref("WebhookSigningSecret")
     secrets.delete_secret(SecretId=secret_id, RecoveryWindowInDays=7)
-    runtime.reset()  # a new container: nothing cached from the submit that read the same secret
+    wiring.reset()  # a new container: nothing cached from the submit that read the same secret
 
     with pytest.raises(SecretUnavailable, match=secret_id):
         post_callback(item["job_id"], payload)
@@ -332,7 +332,7 @@ def test_event_bus_failure_after_completion_does_not_lose_the_event(
 ) -> None:
     item = submitted(stack)
     post_callback(item["job_id"], callback_payload(item["task_id"], serve_outputs(files)))
-    publisher = runtime.completion_deps().events
+    publisher = wiring.copy_deps().lifecycle.events
     real = publisher.job_finished
     failures = [EventPublishError("EventBridge refused the event")]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from denoise_pipeline.domain.tokens import sign
 from denoise_pipeline.handlers import reconcile, submit, webhook
-from denoise_pipeline.tokens import sign
 from local.events import http_api_event, s3_put_record, scheduled_event, sqs_event
 from tests.conftest import SIGNING_SECRET, FakeContext, Stack
 

@@ -11,9 +11,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import requests
 
+from denoise_pipeline.domain.source import SourceObject
+from denoise_pipeline.domain.tokens import sign
 from denoise_pipeline.handlers import submit
-from denoise_pipeline.models import SourceObject
-from denoise_pipeline.tokens import sign
 from tests.conftest import API_KEY, SIGNING_SECRET, WEBHOOK_BASE_URL, FakeContext, Stack, load_event
 from tests.provider_double import ProviderDouble, status
 
@@ -173,9 +173,9 @@ def test_audio_file_mode_streams_the_object(stack: Stack, provider: ProviderDoub
 
 def test_missing_setting_fails_loudly_at_start(stack: Stack, monkeypatch: Any) -> None:
     monkeypatch.delenv("JOBS_TABLE_NAME")
-    from denoise_pipeline import runtime
+    from denoise_pipeline import wiring
     from denoise_pipeline.settings import SettingsError
 
-    runtime.reset()
+    wiring.reset()
     with pytest.raises(SettingsError, match="JOBS_TABLE_NAME is required"):
         submit.handler(load_event("s3-put.json"), FakeContext())

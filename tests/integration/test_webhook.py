@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from denoise_pipeline.models import OutputName
+from denoise_pipeline.domain.outputs import OutputName
 from tests.conftest import Stack
 from tests.file_server import FileSpec, OutputFileServer
 from tests.integration.pipeline import callback_payload, job, post_callback, run_queue, upload
@@ -176,7 +176,7 @@ def test_bad_callbacks_change_nothing(
     if case == "forged token":
         kwargs["token"] = "A" * 43
     elif case == "token of another job":
-        from denoise_pipeline.tokens import sign
+        from denoise_pipeline.domain.tokens import sign
         from tests.conftest import SIGNING_SECRET
 
         kwargs["token"] = sign(SIGNING_SECRET, "0" * 32)

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from denoise_pipeline.tokens import sign
+from denoise_pipeline.domain.tokens import sign
 from tests.conftest import SIGNING_SECRET, Stack
 from tests.contract import WEBHOOK_FIELDS
 from tests.integration.pipeline import job, post_callback, upload

@@ -7,11 +7,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from denoise_pipeline.callbacks import CallbackRejected, InvalidCallback, decode_body, parse_callback
-from denoise_pipeline.models import OutputName
+from denoise_pipeline.domain.callback import CallbackRefused, InvalidCallback
+from denoise_pipeline.domain.outcome import parse_callback
+from denoise_pipeline.domain.outputs import OutputName
+from denoise_pipeline.handlers.callback_body import JSON_DESERIALIZER, read_payload
 
 DOCUMENTED = {
     "success": True,
@@ -27,6 +30,11 @@ DOCUMENTED = {
     "conversion_duration": 136.8,
     "conversion_cost": "0.48",
 }
+
+
+def decode_body(body: str, is_base64: bool) -> dict[str, Any]:
+    """The route's body reader on an HTTP API event carrying `body`."""
+    return read_payload(APIGatewayProxyEventV2({"body": body, "isBase64Encoded": is_base64}, JSON_DESERIALIZER))
 
 
 def parsed(payload: dict[str, Any]) -> Any:
@@ -79,16 +87,16 @@ def test_wrong_types_are_rejected(change: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("body", ["", "{", "[1]", "null", '"text"', "NaN"])
 def test_bodies_that_are_not_objects(body: str) -> None:
-    with pytest.raises(CallbackRejected):
+    with pytest.raises(CallbackRefused):
         parse_callback(decode_body(body, False))
 
 
 def test_invalid_base64() -> None:
-    with pytest.raises(CallbackRejected):
+    with pytest.raises(CallbackRefused):
         decode_body("%%%not-base64", True)
 
 
 @given(st.dictionaries(st.text(max_size=15), st.none() | st.booleans() | st.integers() | st.text(max_size=20)))
 def test_arbitrary_objects_parse_or_are_rejected_cleanly(payload: dict[str, Any]) -> None:
-    with contextlib.suppress(CallbackRejected):
+    with contextlib.suppress(CallbackRefused):
         parse_callback(payload)

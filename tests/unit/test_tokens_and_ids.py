@@ -6,9 +6,10 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from hypothesis import given
 from hypothesis import strategies as st
 
-from denoise_pipeline.handlers.submit import source_from_record
-from denoise_pipeline.models import OutputName, SourceObject, derive_job_id, is_job_id, output_key
-from denoise_pipeline.tokens import sign, verify
+from denoise_pipeline.domain.outputs import OutputName, output_key
+from denoise_pipeline.domain.source import SourceObject, derive_job_id, is_job_id
+from denoise_pipeline.domain.tokens import sign, verify
+from denoise_pipeline.handlers.upload_events import source_from_record
 from local.events import s3_put_record
 
 secrets = st.text(min_size=1, max_size=64)

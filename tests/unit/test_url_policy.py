@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from denoise_pipeline.transfer import CopyError, OutputRefused, UrlPolicy
+from denoise_pipeline.adapters.output_copier import CopyError, OutputRefused, UrlPolicy
 
 ALLOW = ("lalals.s3.amazonaws.com", "musicgpt.s3.amazonaws.com", "http://127.0.0.1:8765")
 

@@ -8,15 +8,13 @@ The item has no `status`, so it never appears in the status index.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from .jobs import is_conditional_failure, iso, utc_now
-from .queues import JobQueue
+from ..clock import iso, utc_now
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -51,6 +49,7 @@ class CapacityGate:
     def __init__(self, table: Table, max_parallel: int) -> None:
         self._table = table
         self._max = max_parallel
+        self._conditional_failure = table.meta.client.exceptions.ConditionalCheckFailedException
 
     @property
     def limit(self) -> int:
@@ -68,10 +67,8 @@ class CapacityGate:
                 ExpressionAttributeValues={":job": {job_id}, ":id": job_id, ":max": self._max, ":now": iso(now)},
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
+        except self._conditional_failure:
+            return None
         attributes: dict[str, Any] = dict(result.get("Attributes", {}))
         return Slot(rate_limit_streak=int(attributes.get("consecutive_rate_limits", 0)))
 
@@ -84,10 +81,8 @@ class CapacityGate:
                 ConditionExpression="contains(holders, :id)",
                 ExpressionAttributeValues={":job": {job_id}, ":id": job_id},
             )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        except self._conditional_failure:
+            return False
         return True
 
     def state(self) -> CapacityState:
@@ -139,22 +134,9 @@ class CapacityGate:
 
     def record_success(self) -> None:
         """A submit went through: the provider has room again, so the back-off streak starts over."""
-        try:
+        with contextlib.suppress(self._conditional_failure):  # no streak: nothing to reset
             self._table.update_item(
                 Key={"job_id": CAPACITY_KEY},
                 UpdateExpression="REMOVE consecutive_rate_limits, pause_reason",
                 ConditionExpression="attribute_exists(consecutive_rate_limits)",
             )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-
-
-def free_slot(gate: CapacityGate, admission: JobQueue, job_id: str) -> None:
-    """The provider is done with this job: give its slot back and wake the admission of queued jobs.
-
-    The release is idempotent (a conditional set DELETE), so a retry is harmless; only the call that really freed
-    the slot sends a wake-up.
-    """
-    if gate.release(job_id):
-        admission.enqueue(job_id)

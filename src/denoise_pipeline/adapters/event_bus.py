@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .models import Job, JobStatus
+from ..domain.job import Job, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
-
-    from .jobs import JobStore
 
 SOURCE = "denoise.pipeline"
 COMPLETED = "Denoise Job Completed"
@@ -21,12 +19,12 @@ class EventPublishError(RuntimeError):
     pass
 
 
-def event_detail(job: Job, output_bucket: str) -> dict[str, Any]:
+def event_detail(job: Job) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
         "status": job.status.value,
         "source": {"bucket": job.source_bucket, "key": job.source_key, "size": job.source_size},
-        "output": {"bucket": output_bucket, "keys": job.output_keys} if job.output_keys else None,
+        "output": {"bucket": job.output_bucket, "keys": job.output_keys} if job.output_keys else None,
         "task_id": job.task_id,
         "conversion_id": job.conversion_id,
         "conversion_cost": job.conversion_cost,
@@ -36,10 +34,9 @@ def event_detail(job: Job, output_bucket: str) -> dict[str, Any]:
 
 
 class EventPublisher:
-    def __init__(self, client: EventBridgeClient, bus_name: str, output_bucket: str) -> None:
+    def __init__(self, client: EventBridgeClient, bus_name: str) -> None:
         self._client = client
         self._bus = bus_name
-        self._output_bucket = output_bucket
 
     def job_finished(self, job: Job) -> None:
         detail_type = COMPLETED if job.status is JobStatus.COMPLETED else FAILED
@@ -48,7 +45,7 @@ class EventPublisher:
                 {
                     "Source": SOURCE,
                     "DetailType": detail_type,
-                    "Detail": json.dumps(event_detail(job, self._output_bucket)),
+                    "Detail": json.dumps(event_detail(job)),
                     "EventBusName": self._bus,
                     "Resources": [f"job/{job.job_id}"],
                 }
@@ -56,13 +53,3 @@ class EventPublisher:
         )
         if result.get("FailedEntryCount"):
             raise EventPublishError(f"EventBridge refused the event for job {job.job_id}: {result['Entries']}")
-
-
-def announce(job: Job, store: JobStore, events: EventPublisher) -> None:
-    """Publish a final state, then clear the job's pending-event mark (set by the final transition itself).
-
-    If publishing fails, the mark stays and the reconciler publishes again: at least once, never lost.
-    Consumers deduplicate on `job_id`.
-    """
-    events.job_finished(job)
-    store.mark_event_published(job.job_id)

@@ -1,26 +1,23 @@
 """DynamoDB job store: one item per job, every transition a conditional update, final states never change.
 
 Key schema: `job_id` (hash). GSI `by-status`: `status` (hash) + `status_at` (range, ISO-8601 UTC), so the
-reconciler and the capacity queue list jobs by state, oldest first, without a Scan.
+reconciler and the capacity queue list jobs by state, oldest first, without a Scan. This module is the one place
+that knows the item's attribute names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from boto3.dynamodb.conditions import ConditionBase, Key
 
-from .models import (
-    FINAL_STATES,
-    NON_FINAL_STATES,
-    ConversionOutcome,
-    Job,
-    JobStatus,
-    SourceObject,
-    SubmitResult,
-)
+from ..clock import iso, utc_now
+from ..domain.job import FINAL_STATES, NON_FINAL_STATES, Job, JobNotFound, JobStatus, TransitionRejected
+from ..domain.outcome import ConversionOutcome
+from ..domain.source import SourceObject
+from ..domain.submission import SubmitResult
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -30,44 +27,46 @@ PENDING_EVENTS_INDEX = "pending-events"  # sparse: only final jobs whose event i
 EVENT_PENDING = "pending"
 
 
-class JobNotFound(LookupError):
-    pass
-
-
-class TransitionRejected(RuntimeError):
-    """A conditional transition lost: the job is no longer in a state that allows it (another writer won)."""
-
-    def __init__(self, job_id: str, target: JobStatus) -> None:
-        super().__init__(f"job {job_id} cannot move to {target}")
-        self.job_id = job_id
-        self.target = target
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def is_conditional_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in {
-        "ConditionalCheckFailedException",
-        "TransactionCanceledException",
-    }
+def job_from_item(item: dict[str, Any]) -> Job:
+    return Job(
+        job_id=str(item["job_id"]),
+        status=JobStatus(item["status"]),
+        source_bucket=str(item["source_bucket"]),
+        source_key=str(item["source_key"]),
+        source_size=int(item.get("source_size", 0)),
+        source_etag=str(item.get("source_etag", "")),
+        source_version_id=str(item.get("source_version_id", "")),
+        task_id=item.get("task_id"),
+        conversion_id=item.get("conversion_id"),
+        eta=int(item["eta"]) if item.get("eta") is not None else None,
+        credit_estimate=item.get("credit_estimate"),
+        conversion_cost=item.get("conversion_cost"),
+        conversion_duration=item.get("conversion_duration"),
+        output_urls=dict(item.get("output_urls", {})),
+        output_bucket=item.get("output_bucket"),
+        output_keys=dict(item.get("output_keys", {})),
+        error_code=item.get("error_code"),
+        error_message=item.get("error_message"),
+        queue_reason=item.get("queue_reason"),
+        submit_attempts=int(item.get("submit_attempts", 0)),
+        created_at=str(item.get("created_at", "")),
+        status_at=str(item.get("status_at", "")),
+        lease_until=item.get("lease_until"),
+        timestamps={k: str(v) for k, v in item.items() if k.endswith("_at") and isinstance(v, str)},
+    )
 
 
 class JobStore:
     def __init__(self, table: Table, *, lease_seconds: int = 120) -> None:
         self._table = table
         self._lease = timedelta(seconds=lease_seconds)
+        self._conditional_failure = table.meta.client.exceptions.ConditionalCheckFailedException
 
     def get(self, job_id: str) -> Job:
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         if item is None or "status" not in item:
             raise JobNotFound(job_id)
-        return Job.from_item(item)
+        return job_from_item(item)
 
     def find(self, job_id: str) -> Job | None:
         try:
@@ -107,11 +106,9 @@ class JobStore:
         }
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
-        return Job.from_item(item)
+        except self._conditional_failure:
+            return None
+        return job_from_item(item)
 
     def claim(self, job_id: str, now: datetime | None = None) -> Job | None:
         """Take the submit lease of a waiting job (RECEIVED/QUEUED) unless a live one is held; None if not."""
@@ -132,11 +129,9 @@ class JobStore:
                 },
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
-        return Job.from_item(result["Attributes"])
+        except self._conditional_failure:
+            return None
+        return job_from_item(result["Attributes"])
 
     def release_lease(self, job_id: str) -> None:
         """Give the lease back after a transient failure so the next retry can claim the job at once."""
@@ -155,8 +150,7 @@ class JobStore:
         Waiting for capacity (no free slot, or the provider's 429) is not a failed submit attempt, so the count the
         claim added is given back: a job that waits long behind a busy provider is never failed as exhausted.
         """
-        now = now or utc_now()
-        stamp = iso(now)
+        stamp = iso(now or utc_now())
         return self._update(
             job_id,
             JobStatus.QUEUED,
@@ -224,19 +218,20 @@ class JobStore:
         )
 
     def mark_completed(
-        self, job_id: str, output_keys: dict[str, str], copied_bytes: int, now: datetime | None = None
+        self, job_id: str, bucket: str, output_keys: dict[str, str], copied_bytes: int, now: datetime | None = None
     ) -> Job:
         stamp = iso(now or utc_now())
         return self._update(
             job_id,
             JobStatus.COMPLETED,
             "SET #s = :completed, status_at = :now, completed_at = :now, updated_at = :now, "
-            "output_keys = :keys, copied_bytes = :bytes, event_pending = :pending",
+            "output_bucket = :bucket, output_keys = :keys, copied_bytes = :bytes, event_pending = :pending",
             "#s = :copying",
             {
                 ":completed": JobStatus.COMPLETED.value,
                 ":copying": JobStatus.COPYING.value,
                 ":now": stamp,
+                ":bucket": bucket,
                 ":keys": output_keys,
                 ":bytes": copied_bytes,
                 ":pending": EVENT_PENDING,
@@ -293,25 +288,21 @@ class JobStore:
         """Final jobs whose event was not published yet (a crash or an EventBridge error after the transition)."""
         page = self._table.query(
             IndexName=PENDING_EVENTS_INDEX,
-            KeyConditionExpression="event_pending = :pending AND status_at < :before",
-            ExpressionAttributeValues={":pending": EVENT_PENDING, ":before": iso(older_than)},
+            KeyConditionExpression=Key("event_pending").eq(EVENT_PENDING) & Key("status_at").lt(iso(older_than)),
             Limit=limit,
         )
-        return [Job.from_item(item) for item in page.get("Items", [])]
+        return [job_from_item(item) for item in page.get("Items", [])]
 
     def list_by_status(
         self, status: JobStatus, *, older_than: datetime | None = None, limit: int = 100
     ) -> Iterator[Job]:
         """Jobs in `status`, oldest first, optionally only those that entered it before `older_than`."""
-        condition = "#s = :status" + (" AND status_at < :before" if older_than else "")
-        values: dict[str, Any] = {":status": status.value}
+        condition: ConditionBase = Key("status").eq(status.value)
         if older_than:
-            values[":before"] = iso(older_than)
+            condition &= Key("status_at").lt(iso(older_than))
         kwargs: dict[str, Any] = {
             "IndexName": STATUS_INDEX,
             "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": values,
             "ScanIndexForward": True,
             "Limit": min(limit, 100),
         }
@@ -322,7 +313,7 @@ class JobStore:
                 if returned >= limit:
                     return
                 returned += 1
-                yield Job.from_item(item)
+                yield job_from_item(item)
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -346,14 +337,8 @@ class JobStore:
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                if quiet:
-                    return self.get(job_id)
-                raise TransitionRejected(job_id, target or JobStatus.RECEIVED) from exc
-            raise
-        return Job.from_item(result["Attributes"])
-
-
-def lease_expired(job: Job, now: datetime) -> bool:
-    return job.lease_until is None or job.lease_until < iso(now)
+        except self._conditional_failure as exc:
+            if quiet:
+                return self.get(job_id)
+            raise TransitionRejected(job_id, target or JobStatus.RECEIVED) from exc
+        return job_from_item(result["Attributes"])

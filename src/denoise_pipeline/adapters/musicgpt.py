@@ -6,20 +6,18 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
 from io import RawIOBase
 from typing import IO, Any
 
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from .models import ConversionOutcome, OutputName, SubmitResult
+from ..domain.outcome import ConversionOutcome, parse_status
+from ..domain.submission import SubmitResult, parse_submit
 
-SUCCESS_STATUSES = frozenset({"COMPLETED", "SUCCESS", "SUCCEEDED"})
-FAILURE_STATUSES = frozenset({"FAILED", "ERROR", "CANCELLED"})
 RETRYABLE_STATUS_CODES = frozenset({500, 502, 503, 504})
 
 
@@ -187,17 +185,12 @@ def provider_message(response: requests.Response) -> str:
 
 
 def parse_retry_after(value: str | None) -> float | None:
+    """Seconds or an HTTP date, as urllib3 reads it; None when absent or unreadable."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from datetime import UTC, datetime
-
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
+        return Retry().parse_retry_after(value)
+    except InvalidHeader:
         return None
 
 
@@ -217,62 +210,10 @@ def _json_object(response: requests.Response) -> dict[str, Any]:
 def _parse_submit(body: dict[str, Any]) -> SubmitResult:
     if body.get("success") is False:
         raise ProviderRejectedError(f"provider refused the job: {body.get('message') or body}")
-    task_id = body.get("task_id")
-    if not isinstance(task_id, str) or not task_id:
+    result = parse_submit(body)
+    if result is None:
         raise ProviderRetryableError(f"provider answer has no task_id: {json.dumps(body)[:300]}")
-    return SubmitResult(
-        task_id=task_id,
-        conversion_id=str(body.get("conversion_id") or ""),
-        eta=_optional_int(body.get("eta")),
-        credit_estimate=_optional_decimal(body.get("credit_estimate")),
-        status=body.get("status") if isinstance(body.get("status"), str) else None,
-        message=body.get("message") if isinstance(body.get("message"), str) else None,
-    )
-
-
-def parse_status(body: dict[str, Any], *, task_id: str) -> ConversionOutcome:
-    """Parse GET /byId defensively: its denoise shape is undocumented, so unknown means "not finished"."""
-    conversion = body.get("conversion")
-    if not isinstance(conversion, dict):
-        conversion = body
-    status = str(conversion.get("status") or "").upper()
-    outputs = _output_urls(conversion)
-    message = str(conversion.get("status_msg") or conversion.get("message") or status or "no status")
-    return ConversionOutcome(
-        task_id=str(conversion.get("task_id") or task_id),
-        finished=status in SUCCESS_STATUSES or status in FAILURE_STATUSES,
-        succeeded=status in SUCCESS_STATUSES,
-        message=message,
-        outputs=outputs,
-        conversion_cost=_cost(conversion.get("conversion_cost")),
-        conversion_duration=_optional_decimal(conversion.get("conversion_duration")),
-        conversion_id=str(conversion.get("conversion_id") or "") or None,
-    )
-
-
-def _output_urls(payload: dict[str, Any]) -> dict[OutputName, str]:
-    return {name: value for name in OutputName if isinstance(value := payload.get(name.value), str) and value}
-
-
-def _cost(value: Any) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    return str(value)
-
-
-def _optional_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
-
-
-def _optional_decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
+    return result
 
 
 class MultipartStream(RawIOBase):

@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -187,7 +187,14 @@ class OutputCopier:
         Output keys come from the input key, which a re-upload (another job) shares: only versions whose
         `job-id` metadata is this job's are removed, newest first and by version id, so an earlier job's output
         becomes current again and a version another job writes meanwhile is never touched.
+        Raises CopyError when S3 cannot be asked or refuses.
         """
+        try:
+            return self._discard_versions(bucket, key, job_id)
+        except (BotoCoreError, ClientError) as exc:
+            raise CopyError(f"cannot remove s3://{bucket}/{key}: {exc}") from exc
+
+    def _discard_versions(self, bucket: str, key: str, job_id: str) -> int:
         removed = 0
         while removed < MAX_DISCARDED_VERSIONS:
             try:

@@ -1,16 +1,12 @@
-"""Domain types: the source object, the job and its states, provider results, the callback payload."""
+"""A job and its states: `RECEIVED → (QUEUED →) SUBMITTED → COPYING → COMPLETED`, `FAILED`, `TIMED_OUT`."""
 
 from __future__ import annotations
 
-import hashlib
-import posixpath
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
-AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".m4a", ".flac", ".ogg", ".aac"})
-JOB_ID_LENGTH = 32
+from .source import SourceObject
 
 
 class JobStatus(StrEnum):
@@ -40,70 +36,17 @@ class ErrorCode(StrEnum):
     TIMED_OUT = "TIMED_OUT"
 
 
-class OutputName(StrEnum):
-    """The provider's output fields; the value is also the object name in the output bucket."""
-
-    NO_NOISE = "no_noise"
-    NO_NOISE_WAV = "no_noise_wav"
-    NOISE = "noise"
-    NOISE_WAV = "noise_wav"
-
-    @property
-    def is_wav(self) -> bool:
-        return self.value.endswith("_wav")
-
-    @property
-    def file_name(self) -> str:
-        """`no_noise_wav` → `no_noise.wav`, `noise` → `noise.mp3`."""
-        return f"{self.value.removesuffix('_wav')}.wav" if self.is_wav else f"{self.value}.mp3"
-
-    @property
-    def content_type(self) -> str:
-        return "audio/wav" if self.is_wav else "audio/mpeg"
+class JobNotFound(LookupError):
+    pass
 
 
-REQUIRED_OUTPUTS = (OutputName.NO_NOISE_WAV, OutputName.NOISE_WAV)
+class TransitionRejected(RuntimeError):
+    """A conditional transition lost: the job is no longer in a state that allows it (another writer won)."""
 
-
-@dataclass(frozen=True)
-class SourceObject:
-    """The uploaded object a job is about; its identity includes the version so a changed re-upload is a new job."""
-
-    bucket: str
-    key: str
-    size: int
-    etag: str = ""
-    version_id: str = ""
-
-    @property
-    def job_id(self) -> str:
-        return derive_job_id(self.bucket, self.key, self.version_id or self.etag)
-
-    @property
-    def skip_reason(self) -> str | None:
-        """Why this object is not audio we should submit, or None."""
-        if self.key.endswith("/"):
-            return "folder marker"
-        if posixpath.splitext(self.key)[1].lower() not in AUDIO_SUFFIXES:
-            return "not an audio file suffix"
-        if self.size <= 0:
-            return "empty object"
-        return None
-
-
-def derive_job_id(bucket: str, key: str, revision: str) -> str:
-    digest = hashlib.sha256("\n".join((bucket, key, revision)).encode("utf-8")).hexdigest()
-    return digest[:JOB_ID_LENGTH]
-
-
-def is_job_id(value: str) -> bool:
-    return len(value) == JOB_ID_LENGTH and all(c in "0123456789abcdef" for c in value)
-
-
-def output_key(prefix: str, source_key: str, name: OutputName) -> str:
-    """`<prefix><input key without extension>/<fixed name>`: never derived from a provider URL."""
-    stem = posixpath.splitext(source_key)[0]
-    return f"{prefix}{stem}/{name.file_name}"
+    def __init__(self, job_id: str, target: JobStatus) -> None:
+        super().__init__(f"job {job_id} cannot move to {target}")
+        self.job_id = job_id
+        self.target = target
 
 
 @dataclass
@@ -122,6 +65,7 @@ class Job:
     conversion_cost: str | None = None
     conversion_duration: Decimal | None = None
     output_urls: dict[str, str] = field(default_factory=dict)
+    output_bucket: str | None = None
     output_keys: dict[str, str] = field(default_factory=dict)
     error_code: str | None = None
     error_message: str | None = None
@@ -131,34 +75,7 @@ class Job:
     status_at: str = ""
     lease_until: str | None = None
     timestamps: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Job:
-        return cls(
-            job_id=str(item["job_id"]),
-            status=JobStatus(item["status"]),
-            source_bucket=str(item["source_bucket"]),
-            source_key=str(item["source_key"]),
-            source_size=int(item.get("source_size", 0)),
-            source_etag=str(item.get("source_etag", "")),
-            source_version_id=str(item.get("source_version_id", "")),
-            task_id=item.get("task_id"),
-            conversion_id=item.get("conversion_id"),
-            eta=int(item["eta"]) if item.get("eta") is not None else None,
-            credit_estimate=item.get("credit_estimate"),
-            conversion_cost=item.get("conversion_cost"),
-            conversion_duration=item.get("conversion_duration"),
-            output_urls=dict(item.get("output_urls", {})),
-            output_keys=dict(item.get("output_keys", {})),
-            error_code=item.get("error_code"),
-            error_message=item.get("error_message"),
-            queue_reason=item.get("queue_reason"),
-            submit_attempts=int(item.get("submit_attempts", 0)),
-            created_at=str(item.get("created_at", "")),
-            status_at=str(item.get("status_at", "")),
-            lease_until=item.get("lease_until"),
-            timestamps={k: str(v) for k, v in item.items() if k.endswith("_at") and isinstance(v, str)},
-        )
+    """`<state>_at` → when the job entered that state (ISO-8601 UTC)."""
 
     @property
     def source(self) -> SourceObject:
@@ -166,28 +83,6 @@ class Job:
             self.source_bucket, self.source_key, self.source_size, self.source_etag, self.source_version_id
         )
 
-
-@dataclass(frozen=True)
-class SubmitResult:
-    """The provider's answer to POST /denoise."""
-
-    task_id: str
-    conversion_id: str
-    eta: int | None
-    credit_estimate: Decimal | None
-    status: str | None
-    message: str | None
-
-
-@dataclass(frozen=True)
-class ConversionOutcome:
-    """What a callback or a status lookup says about a finished (or not) conversion."""
-
-    task_id: str
-    finished: bool
-    succeeded: bool
-    message: str
-    outputs: dict[OutputName, str]
-    conversion_cost: str | None = None
-    conversion_duration: Decimal | None = None
-    conversion_id: str | None = None
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES

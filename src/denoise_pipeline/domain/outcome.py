@@ -1,67 +1,35 @@
-"""Parse and verify provider callbacks. Verification fails closed and happens before anything is fetched or written."""
+"""What the provider says about a conversion, in our terms: finished or not, succeeded or not, and its outputs.
+
+The provider's vocabulary (field names, status words, loose types) is read here, in one place, for both the
+webhook payload and the status lookup.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from . import tokens
-from .models import ConversionOutcome, OutputName, is_job_id
+from .callback import InvalidCallback
+from .outputs import REQUIRED_OUTPUTS, OutputName
 
 DENOISE_CONVERSION_TYPE = "denoise"
+SUCCESS_STATUSES = frozenset({"COMPLETED", "SUCCESS", "SUCCEEDED"})
+FAILURE_STATUSES = frozenset({"FAILED", "ERROR", "CANCELLED"})
 
 
-class CallbackRejected(Exception):
-    """A callback we will not act on; `status_code` is what the sender gets back."""
+@dataclass(frozen=True)
+class ConversionOutcome:
+    """What a callback or a status lookup says about a finished (or not) conversion."""
 
-    status_code = 400
-    code = "bad_request"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class UnknownCallback(CallbackRejected):
-    """Wrong token or unknown job: the same answer for both, so the API does not reveal which jobs exist."""
-
-    status_code = 404
-    code = "not_found"
-
-    def __init__(self) -> None:
-        super().__init__("no such webhook")
-
-
-class InvalidCallback(CallbackRejected):
-    status_code = 422
-    code = "invalid_payload"
-
-
-class ConflictingCallback(CallbackRejected):
-    status_code = 409
-    code = "conflict"
-
-
-def verify_token(secrets: Callable[[], Sequence[str]], job_id: str, token: str) -> None:
-    if not is_job_id(job_id) or not tokens.verify(secrets(), job_id, token):
-        raise UnknownCallback
-
-
-def decode_body(body: str | None, is_base64: bool) -> dict[str, Any]:
-    if not body:
-        raise CallbackRejected("empty body")
-    try:
-        raw = base64.b64decode(body, validate=True) if is_base64 else body.encode("utf-8")
-        payload = json.loads(raw, parse_float=Decimal)
-    except (binascii.Error, UnicodeError, ValueError, RecursionError) as exc:
-        raise CallbackRejected(f"body is not valid JSON: {type(exc).__name__}") from exc
-    if not isinstance(payload, dict):
-        raise CallbackRejected("body must be a JSON object")
-    return payload
+    task_id: str
+    finished: bool
+    succeeded: bool
+    message: str
+    outputs: dict[OutputName, str]
+    conversion_cost: str | None = None
+    conversion_duration: Decimal | None = None
+    conversion_id: str | None = None
 
 
 def parse_callback(payload: dict[str, Any]) -> ConversionOutcome:
@@ -89,7 +57,7 @@ def parse_callback(payload: dict[str, Any]) -> ConversionOutcome:
         outputs[name] = value
     message = payload.get("message")
     message = message if isinstance(message, str) and message else ""
-    missing = [name.value for name in (OutputName.NO_NOISE_WAV, OutputName.NOISE_WAV) if name not in outputs]
+    missing = [name.value for name in REQUIRED_OUTPUTS if name not in outputs]
     succeeded = success and not missing
     if success and missing:
         message = f"callback reported success without {', '.join(missing)}" + (f": {message}" if message else "")
@@ -99,13 +67,43 @@ def parse_callback(payload: dict[str, Any]) -> ConversionOutcome:
         succeeded=succeeded,
         message=message or ("conversion failed" if not succeeded else "completed"),
         outputs=outputs if succeeded else {},
-        conversion_cost=_cost(payload.get("conversion_cost")),
-        conversion_duration=_duration(payload.get("conversion_duration")),
+        conversion_cost=_callback_cost(payload.get("conversion_cost")),
+        conversion_duration=_callback_duration(payload.get("conversion_duration")),
         conversion_id=payload.get("conversion_id") if isinstance(payload.get("conversion_id"), str) else None,
     )
 
 
-def _cost(value: Any) -> str | None:
+def parse_status(body: dict[str, Any], *, task_id: str) -> ConversionOutcome:
+    """Parse GET /byId defensively: its denoise shape is undocumented, so unknown means "not finished"."""
+    conversion = body.get("conversion")
+    if not isinstance(conversion, dict):
+        conversion = body
+    status = str(conversion.get("status") or "").upper()
+    outputs = {name: value for name in OutputName if isinstance(value := conversion.get(name.value), str) and value}
+    message = str(conversion.get("status_msg") or conversion.get("message") or status or "no status")
+    cost = conversion.get("conversion_cost")
+    return ConversionOutcome(
+        task_id=str(conversion.get("task_id") or task_id),
+        finished=status in SUCCESS_STATUSES or status in FAILURE_STATUSES,
+        succeeded=status in SUCCESS_STATUSES,
+        message=message,
+        outputs=outputs,
+        conversion_cost=None if cost is None or isinstance(cost, bool) else str(cost),
+        conversion_duration=optional_decimal(conversion.get("conversion_duration")),
+        conversion_id=str(conversion.get("conversion_id") or "") or None,
+    )
+
+
+def optional_decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _callback_cost(value: Any) -> str | None:
     """Documented as a string ("0.48"); a number is accepted and kept as its decimal text."""
     if value is None:
         return None
@@ -119,7 +117,7 @@ def _cost(value: Any) -> str | None:
     return text
 
 
-def _duration(value: Any) -> Decimal | None:
+def _callback_duration(value: Any) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | Decimal):

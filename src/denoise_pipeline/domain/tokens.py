@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 TOKEN_VERSION = "v1"  # noqa: S105 - a scheme version, not a secret
 
@@ -29,3 +29,14 @@ def verify(secrets: Sequence[str], job_id: str, token: str) -> bool:
         if secret:
             matched |= hmac.compare_digest(sign(secret, job_id).encode("ascii"), given)
     return matched
+
+
+class WebhookLinks:
+    """`{HttpApiUrl}/webhooks/{job_id}/{token}`; the secret is fetched (and cached) by `secret`."""
+
+    def __init__(self, base_url: str, secret: Callable[[], str]) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._secret = secret
+
+    def url_for(self, job_id: str) -> str:
+        return f"{self._base_url}/webhooks/{job_id}/{sign(self._secret(), job_id)}"

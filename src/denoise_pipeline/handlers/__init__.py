@@ -1,4 +1,7 @@
-"""Thin Lambda entry points: parse the event, call one service function, map the result."""
+"""Lambda entry points, the edge of the package: each parses its event, calls one workflow, maps the result.
+
+HTTP (status codes, bodies) and Lambda event shapes live here and nowhere else.
+"""
 
 from typing import Any
 

@@ -9,20 +9,18 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ..jobs import utc_now
-from ..reconcile import reconcile
-from ..runtime import completion_deps, reconcile_policy, submit_deps
+from ..clock import utc_now
+from ..wiring import reconcile_deps
+from ..workflows.reconcile import reconcile
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    report = asdict(reconcile(utc_now(), submit_deps(), completion_deps(), reconcile_policy()))
+    report = asdict(reconcile(utc_now(), reconcile_deps()))
     logger.info("reconcile finished", extra=report)
     metrics.add_metric(name="JobsTimedOut", unit=MetricUnit.Count, value=report["timed_out"])
     metrics.add_metric(name="SlotsRecovered", unit=MetricUnit.Count, value=report["slots_released"])
