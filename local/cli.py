@@ -27,6 +27,7 @@ from denoise_pipeline.clock import from_iso, utc_now
 from denoise_pipeline.domain.job import Job, JobStatus
 from denoise_pipeline.domain.outputs import OutputName
 from denoise_pipeline.domain.source import SourceObject
+from local.provider.config import Behaviour, converter
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 STATE_DIR = Path(".local-stack")
@@ -180,7 +181,10 @@ def noise_reduction_report(clean: Path, noisy: Path, cleaned: Path) -> tuple[flo
 def cmd_up(args: argparse.Namespace) -> int:
     from local.stack import LocalStack, LocalStackConfig
 
-    stack = LocalStack(LocalStackConfig(max_parallel_jobs=args.max_parallel, state_dir=args.state_dir)).start()
+    config = LocalStackConfig(
+        max_parallel_jobs=args.max_parallel, state_dir=args.state_dir, provider_behaviours=args.behaviour
+    )
+    stack = LocalStack(config).start()
     state = stack.state()
     print("local stack running (Ctrl-C to stop)")
     for name in ("moto_url", "provider_url", "gateway_url", "input_bucket", "output_bucket", "jobs_table", "log"):
@@ -229,7 +233,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     noisy, clean = SAMPLES / "noisy_speech.wav", SAMPLES / "clean_speech.wav"
     out = Path(args.output)
     print("starting the local stack (moto, local MusicGPT with DeepFilterNet 3, webhook gateway)...")
-    with LocalStack(LocalStackConfig(state_dir=args.state_dir)) as stack:
+    with LocalStack(LocalStackConfig(state_dir=args.state_dir, provider_behaviours=args.behaviour)) as stack:
         endpoints = Endpoints.from_state(stack.state())
         print(f"dropping {noisy.name} into s3://{endpoints.input_bucket}/demo/")
         job_id = upload(endpoints, noisy, f"demo/{noisy.name}")
@@ -254,6 +258,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="denoise-local", description=__doc__.split("\n\n")[0])
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where the running stack leaves its state")
+    parser.add_argument(
+        "--behaviour",
+        type=converter(frozenset[Behaviour]),
+        help="how the local provider behaves, comma-separated (default: LOCAL_MUSICGPT_BEHAVIOURS, else documented): "
+        + ", ".join(behaviour.value for behaviour in Behaviour),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the local stack")
     up.add_argument("--max-parallel", type=int, default=2, help="MaxParallelJobs (and the provider's limit)")

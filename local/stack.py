@@ -47,6 +47,7 @@ from denoise_pipeline.adapters.capacity import CAPACITY_KEY
 
 from .atomic_dynamodb import serialise_dynamodb_requests
 from .events import http_api_event, scheduled_event, sqs_event
+from .provider.config import Behaviour, FlakyStep
 from .provider.server import LocalMusicGPT, ProviderConfig
 from .template import REGION, StackResources, Template
 
@@ -87,6 +88,10 @@ class LocalStackConfig:
     event_sources: bool = True
     """False = nothing feeds the functions on its own (benchmarks invoke them directly)."""
     provider_workers: int | None = None
+    provider_behaviours: frozenset[Behaviour] | None = None
+    """How the local provider behaves (progress callbacks, https outputs, a flaky API...): local.provider.config;
+    None = LOCAL_MUSICGPT_BEHAVIOURS, else documented."""
+    provider_flaky_script: tuple[FlakyStep, ...] | None = None
 
 
 class _FunctionRunner:
@@ -180,18 +185,19 @@ class LocalStack:
         # moto keeps its emulated accounts in process memory: start from nothing, like a new account.
         requests.post(f"{self.moto_url}/moto-api/reset", timeout=10).raise_for_status()
         self._set_process_environment()
-        self.provider = LocalMusicGPT(
-            ProviderConfig(
-                api_key=self.config.api_key,
-                port=self.config.provider_port,
-                max_parallel=self.config.provider_max_parallel or self.config.max_parallel_jobs,
-                attenuation_limit_db=self.config.attenuation_limit_db,
-                deliver_webhooks=self.config.deliver_webhooks,
-                retry_after=self.config.provider_retry_after,
-                min_job_seconds=self.config.provider_min_job_seconds,
-                workers=self.config.provider_workers,
-            )
-        ).start()
+        provider_config = ProviderConfig.from_env(  # LOCAL_MUSICGPT_* variables choose behaviours for the stack too
+            api_key=self.config.api_key,
+            port=self.config.provider_port,
+            max_parallel=self.config.provider_max_parallel or self.config.max_parallel_jobs,
+            attenuation_limit_db=self.config.attenuation_limit_db,
+            deliver_webhooks=self.config.deliver_webhooks,
+            retry_after=self.config.provider_retry_after,
+            min_job_seconds=self.config.provider_min_job_seconds,
+            workers=self.config.provider_workers,
+            behaviours=self.config.provider_behaviours,
+            flaky_script=self.config.provider_flaky_script,
+        )
+        self.provider = LocalMusicGPT(provider_config).start()
         self._start_gateway()
         session = boto3.session.Session()
         self.resources = self.template.create(
@@ -263,7 +269,7 @@ class LocalStack:
             "MusicGptApiKey": self.config.api_key,
             "MusicGptApiUrl": self.provider.api_base_url,
             # The provider serves its outputs on loopback: allowed through the production setting, as an origin.
-            "OutputHostAllowlist": f"{default_hosts},{self.provider.base_url}",
+            "OutputHostAllowlist": f"{default_hosts},{self.provider.output_base_url}",
             "MaxParallelJobs": str(self.config.max_parallel_jobs),
             "StaleAfterSeconds": "60",
             **self.config.parameters,
@@ -300,6 +306,9 @@ class LocalStack:
                 name, self.resources, {"WEBHOOK_BASE_URL": self.gateway_url}
             )
         environment["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOCAL_LOG_LEVEL", "INFO")
+        assert self.provider is not None
+        if self.provider.ca_bundle_path is not None:  # https outputs from the local CA, trusted through the setting
+            environment["OUTPUT_CA_BUNDLE"] = str(self.provider.ca_bundle_path)
         os.environ.update(environment)
         for name in FUNCTIONS:
             self.functions[name] = _FunctionRunner(name, self.template.handler(name))

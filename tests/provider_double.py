@@ -30,12 +30,17 @@ class RecordedCall:
     query: dict[str, str]
 
 
+def conversion_of(task_id: str) -> str:
+    """The conversion id the double gives a task, so a test's callback can carry the one the provider answered."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, task_id))
+
+
 def ok_submit(request: Request) -> Response:
     task_id = str(uuid.uuid4())
     body = {
         "success": True,
         "task_id": task_id,
-        "conversion_id": str(uuid.uuid4()),
+        "conversion_id": conversion_of(task_id),
         "eta": 71,
         "credit_estimate": 0.48,
         "message": "Message published to queue",

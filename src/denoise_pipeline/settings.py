@@ -28,11 +28,6 @@ def env(name: str, default: Any = dataclasses.MISSING, *, minimum: float | None 
     return dataclasses.field(default=default, metadata={"env": name, "minimum": minimum})
 
 
-def group(kind: type[Any], *, enabled_by: str) -> Any:
-    """A nested group of settings, read only when the boolean variable `enabled_by` is true (else None)."""
-    return dataclasses.field(default=None, metadata={"group": kind, "enabled_by": enabled_by})
-
-
 class EnvSettings:
     """Base of every settings class: reads its fields from the environment."""
 
@@ -54,14 +49,8 @@ class EnvSettings:
 
     @classmethod
     def variables(cls) -> set[str]:
-        """Every environment variable this class reads (nested groups and their switches included)."""
-        names: set[str] = set()
-        for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if "group" in spec.metadata:
-                names |= {spec.metadata["enabled_by"], *spec.metadata["group"].variables()}
-            else:
-                names.add(spec.metadata["env"])
-        return names
+        """Every environment variable this class reads."""
+        return {spec.metadata["env"] for spec in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +73,8 @@ class ProviderSettings(EnvSettings):
     connect_timeout: float = env("PROVIDER_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.001)
     read_timeout: float = env("PROVIDER_READ_TIMEOUT_SECONDS", 30.0, minimum=0.001)
     max_retries: int = env("PROVIDER_MAX_RETRIES", 3, minimum=0)
+    lookups_per_minute: int = env("STATUS_LOOKUPS_PER_MINUTE", minimum=1)
+    """The provider's status-lookup limit for the account's plan (20 / 200 / 500)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +92,10 @@ class SubmissionSettings(EnvSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class SubmitSettings(JobsSettings, ProviderSettings, SigningSettings, SubmissionSettings):
-    """SubmitFunction: new uploads and admission wake-ups."""
+    """SubmitFunction: new uploads, and the admission queue (wake-ups, status-lookup confirmations, kept callbacks);
+    a confirmed or kept result is recorded like a callback, which queues the copy."""
+
+    copy_queue_url: str = env("COPY_QUEUE_URL")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,15 +110,16 @@ class WebhookSettings(JobsSettings, SigningSettings):
     copy_connect_timeout: float = env("COPY_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.001)
     copy_read_timeout: float = env("COPY_READ_TIMEOUT_SECONDS", 60.0, minimum=0.001)
     max_copy_attempts: int = env("MAX_COPY_ATTEMPTS", minimum=1)
-    status_lookup: ProviderSettings | None = group(ProviderSettings, enabled_by="CONFIRM_WITH_STATUS_LOOKUP")
-    """Set when each callback is confirmed with the provider's status lookup before it is trusted."""
+    output_ca_bundle: str = env("OUTPUT_CA_BUNDLE", "")
+    """A PEM bundle to verify output downloads against instead of the system's CAs (the local stack's own CA)."""
+    confirm_every_callback: bool = env("CONFIRM_WITH_STATUS_LOOKUP")
+    """True: a success is confirmed with the status lookup (by the submit function) before its URLs are trusted."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReconcileSettings(SubmitSettings):
     """ReconcileFunction: re-drives stuck jobs, so it submits like SubmitFunction; it also re-queues copies."""
 
-    copy_queue_url: str = env("COPY_QUEUE_URL")
     stale_after_seconds: int = env("STALE_AFTER_SECONDS", minimum=1)
     max_job_age_seconds: int = env("MAX_JOB_AGE_SECONDS", minimum=60)
     lookup_limit: int = env("RECONCILE_LOOKUP_LIMIT", 10, minimum=1)
@@ -134,11 +129,6 @@ def _read[S](cls: type[S], environ: Mapping[str, str], problems: list[str]) -> S
     hints = get_type_hints(cls)
     values: dict[str, Any] = {}
     for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if "group" in spec.metadata:
-            switch = spec.metadata["enabled_by"]
-            enabled = _convert(switch, bool, environ.get(switch, ""), problems)
-            values[spec.name] = _read(spec.metadata["group"], environ, problems) if enabled else None
-            continue
         name = spec.metadata["env"]
         raw = environ.get(name, "").strip()
         if not raw:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from .adapters.capacity import CapacityGate
+from .adapters.capacity import CapacityGate, LookupBudget
 from .adapters.event_bus import EventPublisher
 from .adapters.input_objects import InputObjects
 from .adapters.job_store import JobStore
@@ -24,7 +24,7 @@ from .adapters.reservations import Reservations
 from .adapters.secrets import SecretReader
 from .domain.tokens import WebhookLinks
 from .settings import JobsSettings, ProviderSettings, ReconcileSettings, SubmitSettings, WebhookSettings
-from .workflows.callback import CallbackDeps, Recorder
+from .workflows.callback import CallbackDeps, LookupDeps, Recorder
 from .workflows.copy import CopyDeps
 from .workflows.lifecycle import Lifecycle
 from .workflows.reconcile import ReconcileDeps, ReconcilePolicy
@@ -61,8 +61,16 @@ def submit_deps() -> SubmitDeps:
 @cache
 def callback_deps() -> CallbackDeps:
     config = webhook_settings()
-    lookup = _provider(config.status_lookup, config.secret_max_age_seconds) if config.status_lookup else None
-    return CallbackDeps(_recorder(config, config.copy_queue_url), UrlPolicy(config.output_allowlist), lookup)
+    recorder = _recorder(config, config.copy_queue_url)
+    return CallbackDeps(recorder, UrlPolicy(config.output_allowlist), config.confirm_every_callback)
+
+
+@cache
+def lookup_deps() -> LookupDeps:
+    """The submit function settles unclear callbacks with the status lookup (it holds the provider's key)."""
+    config = submit_settings()
+    recorder = _recorder(config, config.copy_queue_url)
+    return LookupDeps(recorder, _provider(config, config.secret_max_age_seconds), _budget(config))
 
 
 @cache
@@ -74,6 +82,7 @@ def copy_deps() -> CopyDeps:
         max_bytes=config.copy_max_bytes,
         connect_timeout=config.copy_connect_timeout,
         read_timeout=config.copy_read_timeout,
+        ca_bundle=config.output_ca_bundle or None,
     )
     return CopyDeps(
         store=_store(config.jobs_table),
@@ -93,7 +102,7 @@ def reconcile_deps() -> ReconcileDeps:
         max_age=timedelta(seconds=config.max_job_age_seconds),
         lookup_limit=config.lookup_limit,
     )
-    return ReconcileDeps(_submit_deps(config), _recorder(config, config.copy_queue_url), policy)
+    return ReconcileDeps(_submit_deps(config), _budget(config), policy)
 
 
 def signing_secrets() -> list[str]:
@@ -109,6 +118,7 @@ def reset() -> None:
         webhook_settings,
         reconcile_settings,
         submit_deps,
+        lookup_deps,
         callback_deps,
         copy_deps,
         reconcile_deps,
@@ -131,6 +141,7 @@ def _submit_deps(config: SubmitSettings) -> SubmitDeps:
         inputs=InputObjects(boto3.client("s3", config=AWS_CONFIG), config.presign_expiry_seconds),
         links=WebhookLinks(config.webhook_base_url, lambda: secrets.current(config.signing_secret_id)),
         lifecycle=_lifecycle(config),
+        recorder=_recorder(config, config.copy_queue_url),
         mode=config.submit_mode,
         max_attempts=config.max_submit_attempts,
     )
@@ -175,6 +186,10 @@ def _table(name: str) -> Table:
 
 def _store(table_name: str) -> JobStore:
     return JobStore(_table(table_name))
+
+
+def _budget(config: SubmitSettings) -> LookupBudget:
+    return LookupBudget(_table(config.jobs_table), config.lookups_per_minute)
 
 
 def _gate(config: JobsSettings) -> CapacityGate:

@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from denoise_pipeline.handlers import submit
 from local.events import s3_put_record
 from tests.conftest import FakeContext, Stack
 from tests.file_server import FileSpec, OutputFileServer
+from tests.provider_double import conversion_of
 
 AUDIO = b"RIFF" + bytes(range(256)) * 16
 SMALL_OUTPUTS = {name: 2_000 + i for i, name in enumerate(OutputName)}
@@ -87,7 +87,7 @@ def serve_outputs(files: OutputFileServer, prefix: str = "/out", *, seed: int = 
 def status_answer(status: str, task_id: str, urls: dict[str, str] | None = None, **extra: Any) -> Response:
     conversion = {
         "task_id": task_id,
-        "conversion_id": str(uuid.uuid4()),
+        "conversion_id": conversion_of(task_id),
         "status": status,
         "status_msg": extra.pop("status_msg", status.lower()),
         "conversion_cost": "0.48",

@@ -173,22 +173,22 @@ def calling_back_before_answering(stack: Stack, files: OutputFileServer, seen: d
         response = ok_submit(request)
         task_id = json.loads(response.get_data())["task_id"]
         job_id = request.form["webhook_url"].split("/webhooks/", 1)[1].split("/")[0]
-        before = stack.table.get_item(Key={"job_id": job_id})["Item"]
-        seen["status_before"] = before["status"]
+        seen["job_id"] = job_id
+        seen["status_before"] = stack.table.get_item(Key={"job_id": job_id})["Item"]["status"]
         seen["answer"] = post_callback(job_id, callback_payload(task_id, serve_outputs(files)))
-        seen["unchanged"] = stack.table.get_item(Key={"job_id": job_id})["Item"] == before
+        seen["status_after"] = stack.table.get_item(Key={"job_id": job_id})["Item"]["status"]
         return response
 
     return respond
 
 
 @pytest.mark.parametrize("waiting_state", ["RECEIVED", "QUEUED"])
-def test_webhook_before_the_submitted_write_is_refused_then_the_reconciler_completes_the_job(
+def test_webhook_before_the_submitted_write_is_kept_and_applied_when_the_submit_records(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer, waiting_state: str
 ) -> None:
-    """The callback finds the job still RECEIVED (fresh upload) or QUEUED (admitted from the queue): 409, no
-    state change, nothing fetched. MusicGPT does not document webhook retries, so the job is not left to them:
-    once SUBMITTED is recorded, the reconciler's status lookup completes it. Never a lost job."""
+    """The callback finds the job still RECEIVED (fresh upload) or QUEUED (admitted from the queue): it is kept on
+    the job (202), nothing is fetched, and the submit applies it the moment it records SUBMITTED: no wait for the
+    reconciler, no lost completion."""
     seen: dict[str, Any] = {}
     if waiting_state == "QUEUED":
         first, second = submitted(stack, "uploads/a.wav"), submitted(stack, "uploads/b.wav")  # both slots taken
@@ -204,19 +204,19 @@ def test_webhook_before_the_submitted_write_is_refused_then_the_reconciler_compl
         deliver(put_object(stack, KEY))
 
     assert seen["status_before"] == waiting_state
-    assert seen["answer"]["statusCode"] == 409
-    assert waiting_state in seen["answer"]["json"]["message"]
-    assert seen["unchanged"]
-    item = job_by_key(stack, KEY)
-    assert item["status"] == "SUBMITTED"
+    assert seen["answer"]["statusCode"] == 202
+    assert seen["answer"]["json"] == {"job_id": seen["job_id"], "status": waiting_state, "kept": True}
+    assert seen["status_after"] == waiting_state  # kept, not applied: the job has no task id yet
     assert files.hits == [] or all(hit.startswith("/other") for hit in files.hits)
+    item = job_by_key(stack, KEY)
+    assert item["status"] == "COPYING"  # applied as SUBMITTED was recorded
+    assert "early_callback" not in item
 
-    provider.status_script.append(by_id("COMPLETED", serve_outputs(files)))
-    wait_until_stale()
-    assert run_reconciler()["completed_by_lookup"] == 1
+    run_queue(stack, "AdmissionQueue")  # the resume the kept callback asked for finds nothing left to do
     run_queue(stack, "CopyQueue", rounds=3)
 
     assert job_by_key(stack, KEY)["status"] == "COMPLETED"
+    assert len(provider.submissions) == (3 if waiting_state == "QUEUED" else 1)
     completed = [e for e in stack.published_events() if e["detail"]["job_id"] == item["job_id"]]
     assert [e["detail-type"] for e in completed] == ["Denoise Job Completed"]
     assert_settled(stack)

@@ -6,6 +6,8 @@ by a job that is not at the provider, and never a second job item for the same o
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections import Counter
 from datetime import timedelta
@@ -19,6 +21,7 @@ from denoise_pipeline.clock import utc_now
 from denoise_pipeline.handlers.submit import SubmitRetryLater
 from tests.conftest import Stack
 from tests.faults.harness import (
+    assert_settled,
     closed_port,
     deliver,
     frontend,
@@ -26,10 +29,12 @@ from tests.faults.harness import (
     parse_time,
     put_object,
     race,
+    serve_outputs,
     slot_holders,
     unresponsive_port,
 )
-from tests.integration.pipeline import callback_payload, post_callback
+from tests.file_server import OutputFileServer
+from tests.integration.pipeline import callback_payload, post_callback, run_queue
 from tests.provider_double import API_PREFIX, ProviderDouble, ok_submit, status
 
 KEY = "uploads/fault take 1.wav"
@@ -217,35 +222,84 @@ def test_read_timeout_is_not_retried_in_the_client_and_the_next_delivery_resubmi
     assert job_by_key(stack, KEY) == item
 
 
+def test_read_timeout_then_the_providers_callback_adopts_its_task_instead_of_submitting_again(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order of the window above: the provider took the job, our read timed out, and its callback
+    arrives before any retry. The callback is kept, the job adopts its task and completes: nothing is paid twice."""
+    monkeypatch.setenv("PROVIDER_READ_TIMEOUT_SECONDS", "0.4")
+    wiring.reset()
+    record = put_object(stack, KEY)
+    taken: dict[str, str] = {}
+
+    def slow(request: Request) -> Response:
+        time.sleep(1.0)
+        response = ok_submit(request)
+        taken["task_id"] = json.loads(response.get_data())["task_id"]
+        return response
+
+    provider.then(slow)
+    with pytest.raises(SubmitRetryLater, match="ReadTimeout"):
+        deliver(record)
+    job_id = assert_waiting_and_free(stack)["job_id"]
+    time.sleep(0.8)  # the provider's answer went out to nobody; now it calls back
+
+    answer = post_callback(job_id, callback_payload(taken["task_id"], serve_outputs(files)))
+
+    assert answer["statusCode"] == 202
+    assert answer["json"]["kept"] is True
+    run_queue(stack, "AdmissionQueue")  # the kept callback resumes the job at once
+    item = job_by_key(stack, KEY)
+    assert item["status"] == "COPYING"
+    assert item["task_id"] == taken["task_id"]
+    assert deliver(record)["results"][0]["outcome"] == "DUPLICATE"  # Lambda's own retry changes nothing
+    run_queue(stack, "CopyQueue")
+    assert job_by_key(stack, KEY)["status"] == "COMPLETED"
+    assert len(provider.submissions) == 1
+    assert_settled(stack)
+
+
 @pytest.mark.parametrize(
-    ("case", "answers", "calls", "message"),
+    ("case", "answer", "message"),
     [
-        ("malformed json", [status(200, "{'task_id': oops")], 1, "non-JSON"),
-        ("json without task_id", [status(200, {"success": True})], 1, "no task_id"),
-        (
-            "html error page",
-            [
-                lambda _: Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 502, content_type="text/html"),
-                lambda _: Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 502, content_type="text/html"),
-            ],
-            2,
-            "HTTP 502: .*502 Bad Gateway",
-        ),
+        ("malformed json", status(200, "{'task_id': oops"), "non-JSON"),
+        ("json without task_id", status(200, {"success": True}), "no task_id"),
+        ("a redirect", status(302, "moved", headers={"Location": "https://elsewhere.example/denoise"}), "HTTP 302"),
     ],
 )
-def test_unreadable_answers_are_retryable_and_the_job_is_not_lost(
-    stack: Stack, provider: ProviderDouble, case: str, answers: list[Any], calls: int, message: str
+def test_a_yes_we_cannot_read_fails_the_job_instead_of_paying_twice(
+    stack: Stack, provider: ProviderDouble, case: str, answer: Any, message: str
 ) -> None:
+    """The provider may have created the job: it is not sent again; it fails with the answer kept on it."""
     record = put_object(stack, KEY)
-    provider.then(*answers)
+    provider.then(answer)
 
-    with pytest.raises(SubmitRetryLater, match=message):
+    result = deliver(record)
+
+    assert result["results"][0]["outcome"] == "FAILED"
+    item = job_by_key(stack, KEY)
+    assert item["status"] == "FAILED"
+    assert item["error_code"] == "PROVIDER_ANSWER_UNREADABLE"
+    assert re.search(message, item["error_message"])
+    assert item["last_surprise"]["where"] == "submit"
+    assert item["last_surprise"]["answer"]
+    assert slot_holders(stack) == set()
+    assert deliver(record)["results"][0]["outcome"] == "DUPLICATE"
+    assert len(provider.submissions) == 1
+
+
+def test_an_html_error_page_is_retryable_and_the_job_is_not_lost(stack: Stack, provider: ProviderDouble) -> None:
+    record = put_object(stack, KEY)
+    page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    provider.then(*[lambda _: Response(page, 502, content_type="text/html")] * 2)
+
+    with pytest.raises(SubmitRetryLater, match="HTTP 502: .*502 Bad Gateway"):
         deliver(record)
 
-    assert len(provider.submissions) == calls
+    assert len(provider.submissions) == 2
     assert_waiting_and_free(stack)
     deliver(record)
-    assert len(provider.submissions) == calls + 1
+    assert len(provider.submissions) == 3
     assert assert_submitted_once(stack, provider)["submit_attempts"] == 2
 
 

@@ -18,7 +18,7 @@ from denoise_pipeline import wiring
 from denoise_pipeline.adapters.event_bus import EventPublishError
 from denoise_pipeline.adapters.secrets import SecretUnavailable
 from denoise_pipeline.domain.job import Job, TransitionRejected
-from denoise_pipeline.domain.outcome import parse_callback
+from denoise_pipeline.domain.outcome import read_outcome
 from denoise_pipeline.workflows.copy import CopyReport, copy_outputs
 from tests.conftest import Stack
 from tests.faults.harness import (
@@ -89,7 +89,7 @@ def test_two_writers_racing_the_copying_transition_have_one_winner(
 ) -> None:
     item = submitted(stack)
     payload = callback_payload(item["task_id"], serve_outputs(files))
-    outcome = parse_callback(json.loads(json.dumps(payload), parse_float=Decimal))
+    outcome = read_outcome(json.loads(json.dumps(payload), parse_float=Decimal))
     store = wiring.callback_deps().recorder.store
 
     results = race(2, lambda _: store.mark_copying(item["job_id"], outcome))

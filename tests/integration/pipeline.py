@@ -9,6 +9,7 @@ from denoise_pipeline.domain.tokens import sign
 from denoise_pipeline.handlers import reconcile, submit, webhook
 from local.events import http_api_event, s3_put_record, scheduled_event, sqs_event
 from tests.conftest import SIGNING_SECRET, FakeContext, Stack
+from tests.provider_double import conversion_of
 
 ROUTE = "POST /webhooks/{job_id}/{token}"
 
@@ -31,7 +32,7 @@ def callback_payload(task_id: str, urls: dict[str, str], **extra: Any) -> dict[s
         "success": True,
         "conversion_type": "Denoise",
         "task_id": task_id,
-        "conversion_id": "c0ffee00-0000-4000-8000-000000000001",
+        "conversion_id": conversion_of(task_id),
         "audio_path": "files/c0ffee00.wav",
         **urls,
         "message": "de_noising conversion Completed",
@@ -41,7 +42,13 @@ def callback_payload(task_id: str, urls: dict[str, str], **extra: Any) -> dict[s
     }
 
 
-def post_callback(job_id: str, payload: Any, token: str | None = None, raw: bytes | None = None) -> dict[str, Any]:
+def post_callback(
+    job_id: str,
+    payload: Any,
+    token: str | None = None,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
     token = sign(SIGNING_SECRET, job_id) if token is None else token
     body = raw if raw is not None else json.dumps(payload).encode()
     event = http_api_event(
@@ -49,7 +56,7 @@ def post_callback(job_id: str, payload: Any, token: str | None = None, raw: byte
         f"/webhooks/{job_id}/{token}",
         ROUTE,
         {"job_id": job_id, "token": token},
-        {"content-type": "application/json"},
+        {"content-type": content_type},
         body,
     )
     response = dict(webhook.handler(event, FakeContext()))

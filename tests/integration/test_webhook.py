@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from denoise_pipeline.domain.outputs import OutputName
-from tests.conftest import Stack
+from denoise_pipeline.domain.tokens import sign
+from tests.conftest import SIGNING_SECRET, Stack
+from tests.faults.harness import by_id
 from tests.file_server import FileSpec, OutputFileServer
 from tests.integration.pipeline import callback_payload, job, post_callback, run_queue, upload
 from tests.provider_double import ProviderDouble
@@ -117,18 +120,77 @@ def test_failure_payload_marks_failed_with_the_provider_message(
     assert files.hits == []
 
 
-def test_success_without_wav_outputs_is_a_failure(
-    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+@pytest.mark.parametrize("lookup_says", ["COMPLETED", "FAILED"])
+def test_success_without_both_wavs_is_confirmed_by_the_status_lookup(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, lookup_says: str
 ) -> None:
+    """Not a failure (it used to be): the callback is noted and the status lookup, off the request path, decides."""
     job_id, task_id = submitted(stack)
     urls = serve_outputs(files)
     del urls["noise_wav"]
 
-    post_callback(job_id, callback_payload(task_id, urls))
+    answer = post_callback(job_id, callback_payload(task_id, urls))
 
+    assert answer["statusCode"] == 202
+    assert answer["json"] == {"job_id": job_id, "status": "SUBMITTED", "confirming": True}
     item = job(stack, KEY)
-    assert item["status"] == "FAILED"
-    assert "noise_wav" in item["error_message"]
+    assert item["status"] == "SUBMITTED"
+    assert item["last_surprise"]["where"] == "callback"
+    assert files.hits == []
+
+    provider.status_script.append(by_id(lookup_says, urls, status_msg="lookup verdict"))
+    run_queue(stack, "AdmissionQueue")
+
+    (lookup,) = [call for call in provider.calls if call.path.endswith("/byId")]
+    assert lookup.query == {"conversionType": "DENOISING", "task_id": task_id}
+    if lookup_says == "FAILED":
+        assert job(stack, KEY)["status"] == "FAILED"
+        assert job(stack, KEY)["error_message"] == "lookup verdict"
+        return
+    run_queue(stack, "CopyQueue")
+    item = job(stack, KEY)
+    assert item["status"] == "COMPLETED"
+    assert set(item["output_keys"]) == {"no_noise", "no_noise_wav", "noise"}
+
+
+def test_a_tolerated_callback_completes_and_keeps_what_it_could_not_read(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    job_id, task_id = submitted(stack)
+    payload = callback_payload(task_id, serve_outputs(files), success="true", conversion_type="DENOISING")
+    payload |= {"conversion_cost": ["0.48"], "conversion_duration": "136.8"}
+
+    answer = post_callback(job_id, payload)
+    run_queue(stack, "CopyQueue")
+
+    assert answer["statusCode"] == 202
+    item = job(stack, KEY)
+    assert item["status"] == "COMPLETED"
+    assert "conversion_cost" not in item
+    assert item["conversion_cost_raw"] == "['0.48']"
+    assert item["conversion_duration"] == Decimal("136.8")
+    assert item["last_surprise"]["reasons"] == ["conversion_cost is not a number: ['0.48']"]
+
+
+def test_progress_callbacks_are_noted_and_never_fail_the_job(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    job_id, task_id = submitted(stack)
+    for progress in (
+        {"success": True, "task_id": task_id, "status": "IN_QUEUE", "message": "queued"},
+        {"success": "true", "task_id": task_id, "message": "de_noising in progress"},
+    ):
+        answer = post_callback(job_id, progress)
+        assert answer["statusCode"] == 200
+        assert answer["json"] == {"job_id": job_id, "status": "SUBMITTED", "progress": True}
+    item = job(stack, KEY)
+    assert item["status"] == "SUBMITTED"
+    assert item["provider_message"] == "de_noising in progress"
+    assert item["last_callback_at"]
+
+    assert post_callback(job_id, callback_payload(task_id, serve_outputs(files)))["statusCode"] == 202
+    run_queue(stack, "CopyQueue")
+    assert job(stack, KEY)["status"] == "COMPLETED"
 
 
 def test_missing_mp3_variant_is_tolerated(stack: Stack, provider: ProviderDouble, files: OutputFileServer) -> None:
@@ -151,51 +213,44 @@ def _assert_untouched(stack: Stack, before: dict[str, Any], files: OutputFileSer
     assert stack.published_events() == []
 
 
-@pytest.mark.parametrize(
-    ("case", "expected_status"),
-    [
-        ("forged token", 404),
-        ("token of another job", 404),
-        ("unknown job", 404),
-        ("not a job id", 404),
-        ("wrong task_id", 409),
-        ("malformed json", 400),
-        ("json array", 400),
-        ("wrong conversion type", 422),
-        ("cost not a string", 422),
-    ],
-)
+class BadCallback:
+    """One way a callback goes wrong: what it changes in the job id, the payload and the request."""
+
+    def __init__(self, target: str | None = None, kwargs: dict[str, Any] | None = None, **payload: Any) -> None:
+        self.target, self.kwargs, self.payload = target, kwargs or {}, payload
+
+
+BAD_CALLBACKS = {
+    "forged token": (BadCallback(kwargs={"token": "A" * 43}), 404),
+    "token of another job": (BadCallback(kwargs={"token": sign(SIGNING_SECRET, "0" * 32)}), 404),
+    "unknown job": (BadCallback(target="f" * 32), 404),
+    "not a job id": (BadCallback(target="../../etc"), 404),
+    "a 64 KB job id": (BadCallback(target="a" * 65536), 404),
+    "wrong task_id": (BadCallback(task_id="someone-elses-task"), 409),
+    "wrong conversion_id": (BadCallback(conversion_id="someone-elses-conversion"), 409),
+    "malformed json": (BadCallback(kwargs={"raw": b'{"success": true, "task_id": '}), 400),
+    "json array": (BadCallback(kwargs={"raw": b"[1, 2, 3]"}), 400),
+    "no task_id": (BadCallback(task_id=None), 422),
+    "task_id too long": (BadCallback(task_id="t" * 300), 422),
+    "output URL too long": (BadCallback(noise="https://lalals.s3.amazonaws.com/" + "a" * 9000), 422),
+    "body too large": (BadCallback(padding="x" * 300_000), 413),
+    "form body not a form": (
+        BadCallback(kwargs={"raw": b"\xff\xfe" * 10, "content_type": "application/x-www-form-urlencoded"}),
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize(("bad", "expected_status"), BAD_CALLBACKS.values(), ids=BAD_CALLBACKS)
 def test_bad_callbacks_change_nothing(
-    stack: Stack, provider: ProviderDouble, files: OutputFileServer, case: str, expected_status: int
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, bad: BadCallback, expected_status: int
 ) -> None:
     job_id, task_id = submitted(stack)
-    payload = callback_payload(task_id, serve_outputs(files))
+    payload = callback_payload(task_id, serve_outputs(files)) | bad.payload
+    payload = {key: value for key, value in payload.items() if value is not None}
     before = job(stack, KEY)
-    kwargs: dict[str, Any] = {}
-    target = job_id
-    if case == "forged token":
-        kwargs["token"] = "A" * 43
-    elif case == "token of another job":
-        from denoise_pipeline.domain.tokens import sign
-        from tests.conftest import SIGNING_SECRET
 
-        kwargs["token"] = sign(SIGNING_SECRET, "0" * 32)
-    elif case == "unknown job":
-        target = "f" * 32
-    elif case == "not a job id":
-        target = "../../etc"
-    elif case == "wrong task_id":
-        payload["task_id"] = "someone-elses-task"
-    elif case == "malformed json":
-        kwargs["raw"] = b'{"success": true, "task_id": '
-    elif case == "json array":
-        kwargs["raw"] = b"[1, 2, 3]"
-    elif case == "wrong conversion type":
-        payload["conversion_type"] = "Stems"
-    elif case == "cost not a string":
-        payload["conversion_cost"] = ["0.48"]
-
-    answer = post_callback(target, payload, **kwargs)
+    answer = post_callback(bad.target or job_id, payload, **bad.kwargs)
 
     assert answer["statusCode"] == expected_status
     assert answer["json"]["error"]

@@ -50,6 +50,8 @@ def submit_environment(**changes: str) -> dict[str, str]:
         "WEBHOOK_BASE_URL": "https://hooks.example",
         "SUBMIT_MODE": "audio_file",
         "PRESIGN_EXPIRY_SECONDS": "3600",
+        "STATUS_LOOKUPS_PER_MINUTE": "20",
+        "COPY_QUEUE_URL": "https://sqs/copy",
     }
     return {name: value for name, value in (environment | changes).items() if value}
 
@@ -75,7 +77,7 @@ def test_every_problem_is_named_in_one_start_up_error() -> None:
     assert "SUBMIT_MODE: 'carrier pigeon' is not a valid value (one of audio_url, audio_file)" in message
 
 
-def test_the_status_lookup_group_is_required_only_when_switched_on() -> None:
+def test_webhook_settings_read_lists_and_flags() -> None:
     webhook = {
         "JOBS_TABLE_NAME": "jobs",
         "EVENT_BUS_NAME": "bus",
@@ -87,17 +89,11 @@ def test_the_status_lookup_group_is_required_only_when_switched_on() -> None:
         "OUTPUT_HOST_ALLOWLIST": "Lalals.s3.amazonaws.com, musicgpt.s3.amazonaws.com",
         "COPY_MAX_BYTES": "1048576",
         "MAX_COPY_ATTEMPTS": "3",
-        "CONFIRM_WITH_STATUS_LOOKUP": "false",
+        "CONFIRM_WITH_STATUS_LOOKUP": "true",
     }
-    off = WebhookSettings.from_env(webhook)
-    assert off.status_lookup is None
-    assert off.output_allowlist == ("lalals.s3.amazonaws.com", "musicgpt.s3.amazonaws.com")
+    settings = WebhookSettings.from_env(webhook)
+    assert settings.confirm_every_callback is True
+    assert settings.output_allowlist == ("lalals.s3.amazonaws.com", "musicgpt.s3.amazonaws.com")
 
-    with pytest.raises(SettingsError, match="MUSICGPT_API_URL is required"):
-        WebhookSettings.from_env(webhook | {"CONFIRM_WITH_STATUS_LOOKUP": "true"})
-    on = WebhookSettings.from_env(
-        webhook
-        | {"CONFIRM_WITH_STATUS_LOOKUP": "true", "MUSICGPT_API_URL": "https://a", "MUSICGPT_API_KEY_SECRET_ARN": "k"}
-    )
-    assert on.status_lookup is not None
-    assert on.status_lookup.api_key_secret_id == "k"
+    with pytest.raises(SettingsError, match="CONFIRM_WITH_STATUS_LOOKUP: 'maybe' is not a valid flag"):
+        WebhookSettings.from_env(webhook | {"CONFIRM_WITH_STATUS_LOOKUP": "maybe"})

@@ -28,6 +28,7 @@ from denoise_pipeline.domain.job import ErrorCode, Job, JobStatus
 from denoise_pipeline.domain.source import SourceObject
 from denoise_pipeline.domain.submission import SubmitMode, SubmitResult
 from denoise_pipeline.domain.tokens import WebhookLinks
+from denoise_pipeline.workflows.callback import Recorder
 from denoise_pipeline.workflows.lifecycle import Lifecycle
 from denoise_pipeline.workflows.submit import Outcome, SubmitDeps, admit_queued, handle_new_object, submit_claimed
 
@@ -56,6 +57,7 @@ class Fakes:
     links: Any
     events: Any
     admission: Any
+    copies: Any
 
     @property
     def deps(self) -> SubmitDeps:
@@ -66,6 +68,7 @@ class Fakes:
             inputs=self.inputs,
             links=self.links,
             lifecycle=Lifecycle(self.store, self.gate, self.admission, self.events),
+            recorder=Recorder(self.store, Lifecycle(self.store, self.gate, self.admission, self.events), self.copies),
             mode=SubmitMode.AUDIO_URL,
             max_attempts=3,
         )
@@ -81,7 +84,9 @@ def fakes() -> Fakes:
         links=create_autospec(WebhookLinks, instance=True),
         events=create_autospec(EventPublisher, instance=True),
         admission=create_autospec(JobQueue, instance=True),
+        copies=create_autospec(JobQueue, instance=True),
     )
+    fakes.store.mark_submitted.return_value = job(JobStatus.SUBMITTED)
     fakes.store.create_claimed.return_value = job()
     fakes.store.create_queued.return_value = job(JobStatus.QUEUED, attempts=0)
     fakes.gate.wait_reason.return_value = None

@@ -140,3 +140,41 @@ class CapacityGate:
                 UpdateExpression="REMOVE consecutive_rate_limits, pause_reason",
                 ConditionExpression="attribute_exists(consecutive_rate_limits)",
             )
+
+
+class LookupBudget:
+    """The provider's limit on status lookups per minute (20 / 200 / 500 by plan), shared by every function.
+
+    One counter per calendar minute on the capacity item: taking a lookup is a conditional ADD within the minute,
+    or a reset when a new minute has begun.
+    """
+
+    def __init__(self, table: Table, per_minute: int) -> None:
+        self._table = table
+        self._per_minute = per_minute
+        self._conditional_failure = table.meta.client.exceptions.ConditionalCheckFailedException
+
+    def take(self, now: datetime | None = None) -> float:
+        """Take one lookup: 0.0 when granted, else the seconds until the next minute's budget."""
+        now = now or utc_now()
+        window = now.strftime("%Y-%m-%dT%H:%M")
+        within_minute = ("ADD lookups :one", "lookup_window = :window AND lookups < :limit")
+        new_minute = (
+            "SET lookup_window = :window, lookups = :one",
+            "attribute_not_exists(lookups) OR lookup_window <> :window",
+        )
+        for update, condition in (within_minute, new_minute):
+            values: dict[str, Any] = {":window": window, ":one": 1}
+            if ":limit" in condition:
+                values[":limit"] = self._per_minute
+            try:
+                self._table.update_item(
+                    Key={"job_id": CAPACITY_KEY},
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                )
+            except self._conditional_failure:
+                continue
+            return 0.0
+        return 60.0 - now.second - now.microsecond / 1e6

@@ -7,7 +7,7 @@ that knows the item's attribute names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,9 @@ from boto3.dynamodb.conditions import ConditionBase, Key
 
 from ..clock import iso, utc_now
 from ..domain.job import FINAL_STATES, NON_FINAL_STATES, Job, JobNotFound, JobStatus, TransitionRejected
-from ..domain.outcome import ConversionOutcome
+from ..domain.outcome import ConversionOutcome, Verdict
+from ..domain.outputs import OutputName
+from ..domain.redaction import EXCERPT_CHARS
 from ..domain.source import SourceObject
 from ..domain.submission import SubmitResult
 
@@ -52,6 +54,7 @@ def job_from_item(item: dict[str, Any]) -> Job:
         created_at=str(item.get("created_at", "")),
         status_at=str(item.get("status_at", "")),
         lease_until=item.get("lease_until"),
+        early_callback=_outcome_from_map(item["early_callback"]) if item.get("early_callback") else None,
         timestamps={k: str(v) for k, v in item.items() if k.endswith("_at") and isinstance(v, str)},
     )
 
@@ -198,23 +201,68 @@ class JobStore:
 
     def mark_copying(self, job_id: str, outcome: ConversionOutcome, now: datetime | None = None) -> Job:
         """SUBMITTED → COPYING with the output URLs: the durable record of an accepted callback."""
-        stamp = iso(now or utc_now())
-        values: dict[str, Any] = {
+        sets, values = _outcome_values(outcome, iso(now or utc_now()))
+        sets += ["#s = :copying", "status_at = :now", "copying_at = :now", "output_urls = :urls"]
+        values |= {
             ":copying": JobStatus.COPYING.value,
             ":submitted": JobStatus.SUBMITTED.value,
-            ":task": outcome.task_id,
-            ":now": stamp,
             ":urls": {name.value: url for name, url in outcome.outputs.items()},
         }
-        sets = ["#s = :copying", "status_at = :now", "copying_at = :now", "updated_at = :now", "output_urls = :urls"]
-        if outcome.conversion_cost is not None:
-            sets.append("conversion_cost = :cost")
-            values[":cost"] = outcome.conversion_cost
-        if outcome.conversion_duration is not None:
-            sets.append("conversion_duration = :duration")
-            values[":duration"] = outcome.conversion_duration
         return self._update(
-            job_id, JobStatus.COPYING, "SET " + ", ".join(sets), "#s = :submitted AND task_id = :task", values
+            job_id,
+            JobStatus.COPYING,
+            "SET " + ", ".join(sets) + " REMOVE early_callback",
+            "#s = :submitted AND " + _same_task(outcome, values),
+            values,
+        )
+
+    def record_progress(self, job_id: str, outcome: ConversionOutcome, now: datetime | None = None) -> Job:
+        """A SUBMITTED job heard from the provider without finishing: the time and what it said are noted."""
+        sets, values = _outcome_values(outcome, iso(now or utc_now()))
+        values[":submitted"] = JobStatus.SUBMITTED.value
+        return self._update(
+            job_id, None, "SET " + ", ".join(sets), "#s = :submitted AND " + _same_task(outcome, values), values
+        )
+
+    def keep_early_callback(self, job_id: str, outcome: ConversionOutcome, now: datetime | None = None) -> Job:
+        """Keep a callback for a job that has no task id yet (waiting, or its submit is under way).
+
+        A final callback replaces a kept unclear one, never the other way round.
+        """
+        stamp = iso(now or utc_now())
+        values: dict[str, Any] = {
+            ":kept": _outcome_to_map(outcome, stamp),
+            ":now": stamp,
+            ":received": JobStatus.RECEIVED.value,
+            ":queued": JobStatus.QUEUED.value,
+        }
+        replaceable = "attribute_not_exists(early_callback)"
+        if outcome.verdict.is_final:
+            replaceable += " OR early_callback.verdict = :unclear"
+            values[":unclear"] = Verdict.UNCLEAR.value
+        return self._update(
+            job_id,
+            None,
+            "SET early_callback = :kept, last_callback_at = :now, updated_at = :now",
+            f"#s IN (:received, :queued) AND attribute_not_exists(task_id) AND ({replaceable})",
+            values,
+        )
+
+    def record_surprise(
+        self, job_id: str, where: str, reasons: Sequence[str], answer: str, now: datetime | None = None
+    ) -> None:
+        """Keep what we did not understand (reasons and a scrubbed excerpt, bounded in size) on the job."""
+        surprise = {
+            "at": iso(now or utc_now()),
+            "where": where,
+            "reasons": [reason[:200] for reason in reasons[:20]],
+            "answer": answer[:EXCERPT_CHARS],
+        }
+        self._table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression="SET last_surprise = :surprise ADD surprises :one",
+            ConditionExpression="attribute_exists(job_id)",
+            ExpressionAttributeValues={":surprise": surprise, ":one": 1},
         )
 
     def mark_completed(
@@ -246,29 +294,31 @@ class JobStore:
         *,
         from_states: Iterable[JobStatus] = NON_FINAL_STATES,
         target: JobStatus = JobStatus.FAILED,
-        task_id: str | None = None,
+        outcome: ConversionOutcome | None = None,
         now: datetime | None = None,
     ) -> Job:
-        """Any non-final state → FAILED (or TIMED_OUT) with the reason kept; `task_id` also requires that task."""
+        """Any non-final state → FAILED (or TIMED_OUT) with the reason kept; `outcome` also requires its task."""
         stamp = iso(now or utc_now())
         allowed = sorted(set(from_states) - FINAL_STATES)
-        placeholders = {f":from{i}": state.value for i, state in enumerate(allowed)}
+        values: dict[str, Any] = {
+            ":target": target.value,
+            ":now": stamp,
+            ":code": code,
+            ":message": message[:1000],
+            ":pending": EVENT_PENDING,
+            **{f":from{i}": state.value for i, state in enumerate(allowed)},
+        }
+        condition = f"#s IN ({', '.join(f':from{i}' for i in range(len(allowed)))})"
+        if outcome is not None:
+            condition += " AND " + _same_task(outcome, values)
         attribute = f"{target.value.lower()}_at"
         return self._update(
             job_id,
             target,
             f"SET #s = :target, status_at = :now, {attribute} = :now, updated_at = :now, "
-            "error_code = :code, error_message = :message, event_pending = :pending REMOVE lease_until",
-            f"#s IN ({', '.join(placeholders)})" + (" AND task_id = :task" if task_id is not None else ""),
-            {
-                ":target": target.value,
-                ":now": stamp,
-                ":code": code,
-                ":message": message[:1000],
-                ":pending": EVENT_PENDING,
-                **placeholders,
-                **({":task": task_id} if task_id is not None else {}),
-            },
+            "error_code = :code, error_message = :message, event_pending = :pending REMOVE lease_until, early_callback",
+            condition,
+            values,
         )
 
     def record_copy_attempt(self, job_id: str, error: str) -> None:
@@ -342,3 +392,58 @@ class JobStore:
                 return self.get(job_id)
             raise TransitionRejected(job_id, target or JobStatus.RECEIVED) from exc
         return job_from_item(result["Attributes"])
+
+
+def _same_task(outcome: ConversionOutcome, values: dict[str, Any]) -> str:
+    """The condition that the job carries the outcome's task (and its conversion, once one was recorded)."""
+    values[":task"] = outcome.task_id
+    if not outcome.conversion_id:
+        return "task_id = :task"
+    values |= {":conversion": outcome.conversion_id, ":none": ""}
+    return "task_id = :task AND (attribute_not_exists(conversion_id) OR conversion_id IN (:none, :conversion))"
+
+
+def _outcome_values(outcome: ConversionOutcome, stamp: str) -> tuple[list[str], dict[str, Any]]:
+    """SET clauses and values for what an outcome tells about the conversion (numbers, their raw text, message)."""
+    sets = ["last_callback_at = :now", "updated_at = :now", "provider_message = :message"]
+    values: dict[str, Any] = {":now": stamp, ":message": outcome.message}
+    for name, value in (
+        ("provider_status", outcome.status),
+        ("conversion_cost", outcome.conversion_cost),
+        ("conversion_duration", outcome.conversion_duration),
+        *((f"{name}_raw", raw) for name, raw in outcome.unreadable.items()),
+    ):
+        if value is not None:
+            sets.append(f"{name} = :{name}")
+            values[f":{name}"] = value
+    return sets, values
+
+
+def _outcome_to_map(outcome: ConversionOutcome, received_at: str) -> dict[str, Any]:
+    kept: dict[str, Any] = {
+        "task_id": outcome.task_id,
+        "verdict": outcome.verdict.value,
+        "message": outcome.message,
+        "outputs": {name.value: url for name, url in outcome.outputs.items()},
+        "received_at": received_at,
+    }
+    optional = {
+        "conversion_id": outcome.conversion_id,
+        "status": outcome.status,
+        "conversion_cost": outcome.conversion_cost,
+        "conversion_duration": outcome.conversion_duration,
+    }
+    return kept | {name: value for name, value in optional.items() if value is not None}
+
+
+def _outcome_from_map(kept: dict[str, Any]) -> ConversionOutcome:
+    return ConversionOutcome(
+        task_id=str(kept["task_id"]),
+        verdict=Verdict(kept["verdict"]),
+        message=str(kept.get("message", "")),
+        outputs={OutputName(name): str(url) for name, url in kept.get("outputs", {}).items()},
+        conversion_id=kept.get("conversion_id"),
+        status=kept.get("status"),
+        conversion_cost=kept.get("conversion_cost"),
+        conversion_duration=kept.get("conversion_duration"),
+    )

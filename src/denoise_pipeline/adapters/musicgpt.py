@@ -15,16 +15,20 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from ..domain.outcome import ConversionOutcome, parse_status
+from ..domain.outcome import ConversionOutcome, read_outcome
+from ..domain.redaction import excerpt, scrub
+from ..domain.refusals import InvalidCallback
 from ..domain.submission import SubmitResult, parse_submit
 
 RETRYABLE_STATUS_CODES = frozenset({500, 502, 503, 504})
+MAX_RETRY_AFTER_SECONDS = 900.0
 
 
 class ProviderError(Exception):
     """Any unsuccessful exchange with the provider; `message` is the provider's own words when it gave any."""
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        message = scrub(message)  # the provider may echo the presigned audio_url or the webhook token
         super().__init__(message)
         self.message = message
         self.status_code = status_code
@@ -40,6 +44,17 @@ class ProviderRateLimited(ProviderRetryableError):
     def __init__(self, message: str, *, retry_after: float | None) -> None:
         super().__init__(message, status_code=429)
         self.retry_after = retry_after
+
+
+class ProviderAnswerUnreadable(ProviderError):
+    """POST /denoise was answered without a task id we can read (not JSON, no task_id, a redirect).
+
+    The provider may have created the job, so it is never sent again blindly: the job fails with this answer kept.
+    """
+
+    def __init__(self, message: str, *, answer: str, status_code: int | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.answer = excerpt(answer)
 
 
 class ProviderRejectedError(ProviderError):
@@ -94,7 +109,7 @@ class MusicGptClient:
             stream = MultipartStream({"webhook_url": webhook_url}, "audio_file", audio_file)
             headers |= {"Content-Type": stream.content_type, "Content-Length": str(len(stream))}
             response = self._send("POST", "/denoise", headers=headers, data=stream)
-        return _parse_submit(_json_object(response))
+        return _submit_result(response)
 
     def get_status(self, *, task_id: str | None = None, conversion_id: str | None = None) -> ConversionOutcome:
         if (task_id is None) == (conversion_id is None):
@@ -102,11 +117,19 @@ class MusicGptClient:
         params = {"conversionType": "DENOISING"}
         params |= {"task_id": task_id} if task_id is not None else {"conversion_id": str(conversion_id)}
         response = self._send("GET", "/byId", headers={"Authorization": self._api_key()}, params=params)
-        return parse_status(_json_object(response), task_id=task_id or "")
+        body = _json_object(response)
+        if body.get("success") is False and not isinstance(body.get("conversion"), dict):
+            raise ProviderRetryableError(f"status lookup refused: {provider_message(response)}")
+        try:
+            return read_outcome(body, task_id=task_id)
+        except InvalidCallback as exc:
+            raise ProviderRetryableError(f"status lookup answer unusable: {exc.message}") from exc
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
-            response = self._session.request(method, self._base_url + path, timeout=self._timeout, **kwargs)
+            response = self._session.request(
+                method, self._base_url + path, timeout=self._timeout, allow_redirects=False, **kwargs
+            )
         except requests.exceptions.RetryError as exc:
             raise ProviderRetryableError(f"provider kept failing: {exc}") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -116,6 +139,8 @@ class MusicGptClient:
             raise ProviderRetryableError(f"provider unreachable: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             raise _error_for(response)
+        if not 200 <= response.status_code < 300 and method == "GET":
+            raise ProviderRetryableError(f"provider answered HTTP {response.status_code}: {provider_message(response)}")
         return response
 
 
@@ -179,18 +204,19 @@ def provider_message(response: requests.Response) -> str:
         for name in ("message", "error", "detail"):
             value = body.get(name)
             if value:
-                return value if isinstance(value, str) else json.dumps(value)[:500]
+                return (value if isinstance(value, str) else json.dumps(value))[:500]
     text = " ".join(response.text.split())
     return text[:300] or response.reason or "no message"
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds or an HTTP date, as urllib3 reads it; None when absent or unreadable."""
+    """Seconds or an HTTP date, as urllib3 reads it, at most MAX_RETRY_AFTER_SECONDS; None when absent or garbage
+    (the caller then backs off on its own schedule)."""
     if not value:
         return None
     try:
-        return Retry().parse_retry_after(value)
-    except InvalidHeader:
+        return min(MAX_RETRY_AFTER_SECONDS, Retry().parse_retry_after(value))
+    except (InvalidHeader, OverflowError, ValueError):
         return None
 
 
@@ -198,8 +224,8 @@ def _json_object(response: requests.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError as exc:
-        excerpt = " ".join(response.text.split())[:200]
-        message = f"provider answered HTTP {response.status_code} with non-JSON: {excerpt!r}"
+        excerpt_text = " ".join(response.text.split())[:200]
+        message = f"provider answered HTTP {response.status_code} with non-JSON: {excerpt_text!r}"
         raise ProviderRetryableError(message) from exc
     if not isinstance(body, dict):
         message = f"provider answered HTTP {response.status_code} with a JSON {type(body).__name__}"
@@ -207,12 +233,21 @@ def _json_object(response: requests.Response) -> dict[str, Any]:
     return body
 
 
-def _parse_submit(body: dict[str, Any]) -> SubmitResult:
+def _submit_result(response: requests.Response) -> SubmitResult:
+    """The answer to POST /denoise. Anything but a readable task id means the job may or may not exist there."""
+    if not 200 <= response.status_code < 300:  # a redirect: never followed, as a POST must not be sent again
+        message = f"provider answered HTTP {response.status_code} to the submission"
+        raise ProviderAnswerUnreadable(message, answer=response.text, status_code=response.status_code)
+    try:
+        body = _json_object(response)
+    except ProviderRetryableError as exc:
+        raise ProviderAnswerUnreadable(exc.message, answer=response.text, status_code=response.status_code) from exc
     if body.get("success") is False:
         raise ProviderRejectedError(f"provider refused the job: {body.get('message') or body}")
     result = parse_submit(body)
     if result is None:
-        raise ProviderRetryableError(f"provider answer has no task_id: {json.dumps(body)[:300]}")
+        message = "provider answer has no task_id"
+        raise ProviderAnswerUnreadable(message, answer=response.text, status_code=response.status_code)
     return result
 
 

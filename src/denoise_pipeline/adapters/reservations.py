@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..domain.job import WAITING_STATES, Job
+from ..domain.outcome import ConversionOutcome
 from ..domain.source import SourceObject
 from ..domain.submission import SubmitResult
 from .capacity import SLOTS_TAKEN, CapacityGate, Slot
@@ -101,6 +102,14 @@ class Reservations:
             self._store.mark_queued(job.job_id, wait)
             return Waiting(job.job_id, wait)
         return self._take_slot(job)
+
+    def adopt(self, job: Job, kept: ConversionOutcome) -> Job:
+        """SUBMITTED with the task of a callback kept on the job: the provider has the job already, so it is never
+        sent again. While the provider still works on it the job counts against capacity, slot or not."""
+        if not kept.finished:
+            self._gate.try_acquire(job.job_id)
+        result = SubmitResult(kept.task_id, kept.conversion_id or "", None, None, kept.status, kept.message)
+        return self._store.mark_submitted(job.job_id, result)
 
     def free_slots(self) -> int:
         return self._gate.free_slots()

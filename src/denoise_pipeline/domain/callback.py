@@ -1,7 +1,7 @@
-"""What recording a provider callback can come to: results for the caller, refusals as exceptions.
+"""What recording a provider callback can come to (refusals are in domain.refusals).
 
-The webhook handler turns these into HTTP answers; the reconciler, which records status lookups the same way,
-reads them as plain values.
+The webhook handler turns these into HTTP answers; the submit function and the reconciler, which record status
+lookups and kept callbacks the same way, read them as plain values.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ class Accepted:
 
 
 @dataclass(frozen=True)
-class Duplicate:
-    """A repeat of a callback already recorded for this job: nothing changed."""
+class About:
+    """A result that carries the job as the callback left it."""
 
     job: Job
 
@@ -31,37 +31,29 @@ class Duplicate:
 
 
 @dataclass(frozen=True)
-class Failed:
+class Duplicate(About):
+    """A repeat of a callback already recorded for this job: nothing changed."""
+
+
+@dataclass(frozen=True)
+class Failed(About):
     """The callback reported a failed conversion: the job is FAILED with the provider's message."""
 
-    job: Job
 
-    @property
-    def status(self) -> JobStatus:
-        return self.job.status
-
-
-CallbackResult = Accepted | Duplicate | Failed
+@dataclass(frozen=True)
+class Progress(About):
+    """A callback that does not finish the job (progress, or a repeat of one): noted on the job, nothing else."""
 
 
-class CallbackRefused(Exception):
-    """A callback we will not act on; nothing was written or fetched."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+@dataclass(frozen=True)
+class Confirming(About):
+    """An unclear callback: noted on the job; the status lookup, off this request's path, decides."""
 
 
-class UnknownCallback(CallbackRefused):
-    """Wrong token or unknown job: one refusal for both, so the API does not reveal which jobs exist."""
-
-    def __init__(self) -> None:
-        super().__init__("no such webhook")
-
-
-class InvalidCallback(CallbackRefused):
-    """The payload's fields cannot be used (wrong types, refused output URL)."""
+@dataclass(frozen=True)
+class Kept(About):
+    """A callback that arrived before our own record of the submission: kept on the job and applied once the task
+    id is known (or the job adopts the callback's task id instead of being submitted again)."""
 
 
-class ConflictingCallback(CallbackRefused):
-    """The callback does not fit the job (another task id, or a job not waiting for a result)."""
+CallbackResult = Accepted | Duplicate | Failed | Progress | Confirming | Kept

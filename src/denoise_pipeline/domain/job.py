@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from .outcome import ConversionOutcome
 from .source import SourceObject
 
 
@@ -30,6 +31,7 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_CREDITS = "INSUFFICIENT_CREDITS"
     CONVERSION_FAILED = "CONVERSION_FAILED"
     SUBMIT_ATTEMPTS_EXHAUSTED = "SUBMIT_ATTEMPTS_EXHAUSTED"
+    PROVIDER_ANSWER_UNREADABLE = "PROVIDER_ANSWER_UNREADABLE"
     COPY_FAILED = "COPY_FAILED"
     OUTPUT_REFUSED = "OUTPUT_REFUSED"
     OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
@@ -74,6 +76,8 @@ class Job:
     created_at: str = ""
     status_at: str = ""
     lease_until: str | None = None
+    early_callback: ConversionOutcome | None = None
+    """A callback that arrived before the job had a task id: applied, or adopted, once the submit settles."""
     timestamps: dict[str, str] = field(default_factory=dict)
     """`<state>_at` → when the job entered that state (ISO-8601 UTC)."""
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from .outcome import optional_decimal
+from .numbers import read_number
 
 
 class SubmitMode(StrEnum):
@@ -32,15 +32,17 @@ class SubmitResult:
 def parse_submit(body: dict[str, Any]) -> SubmitResult | None:
     """The answer to POST /denoise; None when it carries no task id."""
     task_id = body.get("task_id")
-    if not isinstance(task_id, str) or not task_id:
+    if isinstance(task_id, int | Decimal) and not isinstance(task_id, bool):
+        task_id = str(task_id)
+    if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > 256:
         return None
-    eta = body.get("eta")
+    eta = read_number(body.get("eta"))
     status, message = body.get("status"), body.get("message")
     return SubmitResult(
-        task_id=task_id,
+        task_id=task_id.strip(),
         conversion_id=str(body.get("conversion_id") or ""),
-        eta=int(eta) if isinstance(eta, int | float) and not isinstance(eta, bool) else None,
-        credit_estimate=optional_decimal(body.get("credit_estimate")),
+        eta=int(eta) if eta is not None and abs(eta) < 10**9 else None,
+        credit_estimate=read_number(body.get("credit_estimate")),
         status=status if isinstance(status, str) else None,
         message=message if isinstance(message, str) else None,
     )

@@ -1,7 +1,12 @@
-"""The body of a provider callback as the HTTP API delivers it (text or base64), read into a JSON object."""
+"""The body of a provider callback as the HTTP API delivers it (text or base64), read into a flat mapping.
+
+JSON is the documented form; form-encoded and multipart bodies (seen from real integrations) are read too, their
+values as text. Numbers in JSON stay exact (Decimal) and NaN/Infinity stay text, for the outcome mapper to judge.
+"""
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 from decimal import Decimal
@@ -10,22 +15,36 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from ..domain.callback import CallbackRefused
+from ..domain.refusals import CallbackRefused, OversizedCallback
+from .form_body import read_form, read_multipart
 
-JSON_DESERIALIZER = partial(json.loads, parse_float=Decimal)
-"""Numbers keep their decimal text (DynamoDB stores Decimal, never float)."""
+JSON_DESERIALIZER = partial(json.loads, parse_float=Decimal, parse_int=Decimal, parse_constant=str)
+MAX_BODY_BYTES = 256 * 1024
 
 
 class UnreadableBody(CallbackRefused):
-    """The body is not a JSON object."""
+    """The body is not a JSON object, a form or a multipart form."""
 
 
 def read_payload(event: APIGatewayProxyEventV2) -> dict[str, Any]:
-    """The callback's JSON object (numbers as Decimal, through the resolver's deserializer)."""
+    body = event.body or ""
+    if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if event.is_base64_encoded else MAX_BODY_BYTES):
+        raise OversizedCallback(f"body is larger than {MAX_BODY_BYTES} bytes")
+    media_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
     try:
-        payload = event.json_body
+        if media_type == "application/x-www-form-urlencoded":
+            payload: Any = read_form(_raw(event))
+        elif media_type == "multipart/form-data":
+            payload = read_multipart(event.headers["content-type"], _raw(event))
+        else:  # JSON, whatever the declared type (some senders declare none)
+            payload = event.json_body
     except (binascii.Error, UnicodeError, ValueError, RecursionError) as exc:
-        raise UnreadableBody(f"body is not valid JSON: {type(exc).__name__}") from exc
+        raise UnreadableBody(f"body cannot be read as {media_type or 'JSON'}: {type(exc).__name__}") from exc
     if not isinstance(payload, dict):
-        raise UnreadableBody("body must be a JSON object")
+        raise UnreadableBody("body must be a JSON object or a form")
     return payload
+
+
+def _raw(event: APIGatewayProxyEventV2) -> bytes:
+    body = event.body or ""
+    return base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode("utf-8")

@@ -1,5 +1,5 @@
 """The webhook function's HTTP door: a callback's token is checked first, then its body is read and recorded;
-every refusal maps to its status code in one table."""
+results and refusals are answered from the tables in http_answers."""
 
 from __future__ import annotations
 
@@ -9,49 +9,45 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ..domain import callback as results
-from ..domain.outcome import parse_callback
+from ..domain import refusals
+from ..domain.outcome import read_outcome
 from ..domain.source import is_job_id
 from ..domain.tokens import verify
 from ..wiring import callback_deps, signing_secrets
 from ..workflows.callback import accept_callback
-from .callback_body import JSON_DESERIALIZER, UnreadableBody, read_payload
+from .callback_body import JSON_DESERIALIZER, read_payload
+from .http_answers import answer, refusal
 
 logger, metrics = Logger(child=True), Metrics()
 app = APIGatewayHttpResolver(json_body_deserializer=JSON_DESERIALIZER)
-REFUSALS: dict[type[results.CallbackRefused], tuple[int, str]] = {  # every refusal's answer, in one place
-    UnreadableBody: (400, "bad_request"),
-    results.UnknownCallback: (404, "not_found"),
-    results.ConflictingCallback: (409, "conflict"),
-    results.InvalidCallback: (422, "invalid_payload"),
-}
 
 
 @app.post("/webhooks/<job_id>/<token>")
 def receive_callback(job_id: str, token: str) -> Response[dict[str, Any]]:
     if not is_job_id(job_id) or not verify(signing_secrets(), job_id, token):
-        raise results.UnknownCallback
+        raise refusals.UnknownCallback
     logger.set_correlation_id(job_id)
-    result = accept_callback(job_id, parse_callback(read_payload(app.current_event)), callback_deps())
-    body: dict[str, Any] = {"job_id": job_id, "status": result.status.value}
-    if isinstance(result, results.Duplicate):
-        body["duplicate"] = True
-    elif isinstance(result, results.Failed):
-        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
-    logger.info("callback accepted", extra={"answer": body})
-    return Response(202 if isinstance(result, results.Accepted) else 200, content_types.APPLICATION_JSON, body)
+    outcome = read_outcome(read_payload(app.current_event))
+    if outcome.surprises:
+        logger.warning("callback not fully understood", extra={"reasons": outcome.surprises})
+        metrics.add_metric(name="ProviderAnswersNotUnderstood", unit=MetricUnit.Count, value=1)
+    status_code, body, metric = answer(job_id, accept_callback(job_id, outcome, callback_deps()))
+    if metric:
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+    logger.info("callback recorded", extra={"answer": body, "verdict": outcome.verdict.value})
+    return Response(status_code, content_types.APPLICATION_JSON, body)
 
 
-def refuse(exc: results.CallbackRefused) -> Response[dict[str, str]]:
-    status, code = REFUSALS[type(exc)]
-    logger.warning("callback rejected", extra={"status_code": status, "reason": exc.message})
+def refuse(exc: refusals.CallbackRefused) -> Response[dict[str, str]]:
+    status_code, body = refusal(exc)
+    logger.warning("callback rejected", extra={"status_code": status_code, "reason": exc.message})
     metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
-    return Response(status, content_types.APPLICATION_JSON, {"error": code, "message": exc.message})
+    return Response(status_code, content_types.APPLICATION_JSON, body)
 
 
-app.exception_handler(results.CallbackRefused)(refuse)
+app.exception_handler(refusals.CallbackRefused)(refuse)
 
 
 @app.not_found
 def no_route(exc: Exception) -> Response[dict[str, str]]:
-    return refuse(results.UnknownCallback())  # any other path or method: the same answer as a wrong token
+    return refuse(refusals.UnknownCallback())  # any other path or method: the same answer as a wrong token

@@ -11,13 +11,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..domain.source import SourceObject
 from ..wiring import submit_deps
-from ..workflows.submit import Outcome, SubmitDeps, admit_queued, handle_new_object
-from . import is_sqs_event
+from ..workflows.submit import Outcome, SubmitDeps, handle_new_object
+from . import admission_worker, is_sqs_event
 from .upload_events import source_from_record
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
 METRIC = {
     Outcome.SUBMITTED: "JobsSubmitted",
+    Outcome.ADOPTED: "JobsAdopted",
     Outcome.QUEUED: "JobsQueued",
     Outcome.FAILED: "SubmitFailures",
     Outcome.DUPLICATE: "DuplicateEvents",
@@ -43,10 +44,8 @@ def submit_record(source: SourceObject, deps: SubmitDeps) -> dict[str, str | Non
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = submit_deps()  # a missing setting fails here, before any record
-    if is_sqs_event(event):  # admission wake-ups: a slot was freed, or a pause ended
-        admitted = admit_queued(deps)
-        metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=admitted)
-        return {"admitted": admitted}
+    if is_sqs_event(event):
+        return admission_worker.process(event, deps)
     results, transient = [], []
     for source in map(source_from_record, S3Event(event).records):
         try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..adapters.capacity import CapacityGate
 from ..adapters.event_bus import EventPublisher
 from ..adapters.job_store import JobStore
-from ..adapters.queues import JobQueue
+from ..adapters.queues import Action, JobQueue
 from ..domain.job import Job
 
 
@@ -44,3 +44,11 @@ class Lifecycle:
     def wake_admission_after(self, job_id: str, seconds: float) -> None:
         """Wake the admission when a pause ends (SQS delays a message by at most 15 minutes)."""
         self.admission.enqueue(job_id, delay_seconds=seconds)
+
+    def request_confirmation(self, job_id: str, *, after: float = 0) -> None:
+        """Have the status lookup settle an unclear callback, off the callback's request path."""
+        self.admission.enqueue(job_id, delay_seconds=after, action=Action.CONFIRM)
+
+    def resume(self, job_id: str) -> None:
+        """Have a waiting job with a kept callback picked up now (it adopts the callback's task, never resubmits)."""
+        self.admission.enqueue(job_id, action=Action.RESUME)

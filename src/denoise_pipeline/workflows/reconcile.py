@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
+from ..adapters.capacity import LookupBudget
 from ..adapters.musicgpt import ProviderError
 from ..clock import from_iso, iso
-from ..domain.callback import CallbackRefused, Duplicate
+from ..domain.callback import Accepted, CallbackResult, Failed
 from ..domain.job import WAITING_STATES, ErrorCode, Job, JobStatus, TransitionRejected
-from .callback import Recorder, record_outcome
+from .callback import record_lookup
 from .submit import SubmitDeps, admit_queued, submit_claimed
 
 logger = Logger(child=True)
@@ -40,7 +41,8 @@ class ReconcilePolicy:
 @dataclass(frozen=True)
 class ReconcileDeps:
     submit: SubmitDeps
-    recorder: Recorder
+    budget: LookupBudget
+    """Status lookups share the provider's per-minute limit with the submit function's confirmations."""
     policy: ReconcilePolicy
 
 
@@ -76,23 +78,25 @@ def _check_submitted(now: datetime, deps: ReconcileDeps, report: ReconcileReport
     for job in deps.submit.store.list_by_status(
         JobStatus.SUBMITTED, older_than=now - policy.stale_after, limit=policy.lookup_limit
     ):
-        report.looked_up += 1
-        try:
-            outcome = deps.submit.provider.get_status(task_id=job.task_id or "")
-        except ProviderError as exc:
-            logger.warning("status lookup failed", extra={"job_id": job.job_id, "error": exc.message})
-        else:
-            if outcome.finished and (outcome.outputs or not outcome.succeeded):
-                try:
-                    result = record_outcome(job.job_id, outcome, deps.recorder)
-                except CallbackRefused:
-                    continue  # the webhook won the race, or the provider named another task: nothing to do here
-                if not isinstance(result, Duplicate):
-                    report.completed_by_lookup += outcome.succeeded
-                    report.failed_by_lookup += not outcome.succeeded
-                continue
-        if _age(job, now) > policy.max_age:
+        result = _look_up(job, deps, report)
+        if isinstance(result, Accepted | Failed):
+            report.completed_by_lookup += isinstance(result, Accepted)
+            report.failed_by_lookup += isinstance(result, Failed)
+        elif _age(job, now) > policy.max_age:
             report.timed_out += _time_out(job, deps)
+
+
+def _look_up(job: Job, deps: ReconcileDeps, report: ReconcileReport) -> CallbackResult | None:
+    if deps.budget.take():
+        logger.info("status lookup budget used up for this minute", extra={"job_id": job.job_id})
+        return None
+    report.looked_up += 1
+    try:
+        outcome = deps.submit.provider.get_status(task_id=job.task_id or "")
+    except ProviderError as exc:
+        logger.warning("status lookup failed", extra={"job_id": job.job_id, "error": exc.message})
+        return None
+    return record_lookup(job, outcome, deps.submit.recorder)
 
 
 def _time_out(job: Job, deps: ReconcileDeps) -> int:
@@ -122,7 +126,7 @@ def _republish_events(now: datetime, deps: ReconcileDeps) -> int:
 def _requeue_stuck_copies(now: datetime, deps: ReconcileDeps, report: ReconcileReport) -> None:
     stale = now - deps.policy.stale_after
     for job in deps.submit.store.list_by_status(JobStatus.COPYING, older_than=stale, limit=100):
-        deps.recorder.copy_queue.enqueue(job.job_id)
+        deps.submit.recorder.copy_queue.enqueue(job.job_id)
         report.copies_requeued += 1
 
 

@@ -11,16 +11,20 @@ from ..adapters.input_objects import InputObjects
 from ..adapters.job_store import JobStore
 from ..adapters.musicgpt import (
     MusicGptClient,
+    ProviderAnswerUnreadable,
     ProviderAuthError,
     ProviderCreditsError,
+    ProviderError,
     ProviderRateLimited,
     ProviderRejectedError,
 )
 from ..adapters.reservations import Reservation, Reservations, Waiting
 from ..domain.job import WAITING_STATES, ErrorCode, Job, JobStatus, TransitionRejected
+from ..domain.outcome import ConversionOutcome
 from ..domain.source import SourceObject
 from ..domain.submission import SubmitMode, SubmitResult
 from ..domain.tokens import WebhookLinks
+from .callback import Recorder, record_outcome
 from .lifecycle import Lifecycle
 
 logger = Logger(child=True)
@@ -29,6 +33,8 @@ ACCOUNT_PAUSE_SECONDS = 300.0
 
 class Outcome(StrEnum):
     SUBMITTED = "SUBMITTED"
+    ADOPTED = "ADOPTED"
+    """A callback had arrived before the submit was recorded: its task was taken, nothing was sent again."""
     QUEUED = "QUEUED"
     FAILED = "FAILED"
     DUPLICATE = "DUPLICATE"
@@ -43,6 +49,7 @@ class SubmitDeps:
     inputs: InputObjects
     links: WebhookLinks
     lifecycle: Lifecycle
+    recorder: Recorder
     mode: SubmitMode
     max_attempts: int
 
@@ -77,7 +84,9 @@ def handle_new_object(source: SourceObject, deps: SubmitDeps) -> SubmitReport:
 
 
 def submit_claimed(job: Job, deps: SubmitDeps) -> SubmitReport:
-    """Submit a job whose lease the caller holds."""
+    """Submit a job whose lease the caller holds (or adopt the task of a callback kept on it)."""
+    if job.early_callback is not None:
+        return _adopt(job, job.early_callback, deps)
     if job.submit_attempts > deps.max_attempts:
         failed = deps.store.mark_failed(
             job.job_id,
@@ -102,17 +111,31 @@ def _submit(reservation: Reservation, deps: SubmitDeps) -> SubmitReport:
         deps.lifecycle.wake_admission_after(job.job_id, waiting.resume_in)
         return SubmitReport(Outcome.QUEUED, job.job_id, waiting.reason)
     except ProviderRejectedError as exc:
-        return _refused(reservation, exc, deps)
+        return _refused(reservation, exc, _error_code(exc), deps)
+    except ProviderAnswerUnreadable as exc:
+        deps.store.record_surprise(job.job_id, "submit", [exc.message], exc.answer)
+        return _refused(reservation, exc, ErrorCode.PROVIDER_ANSWER_UNREADABLE, deps)
     except Exception:
         reservation.cancel()
         raise
     try:
-        reservation.confirm(result)
+        submitted = reservation.confirm(result)
     except TransitionRejected:
         # Only the lease holder submits, so this means the lease expired mid-call and the job moved on.
         logger.error("job changed state while submitting", extra={"task_id": result.task_id})
         raise
+    kept = submitted.early_callback
+    if kept is not None and kept.task_id == result.task_id:  # the provider called back before our write landed
+        record_outcome(job.job_id, kept, deps.recorder)
+    elif kept is not None:
+        logger.warning("a kept callback names another task than this submit's", extra={"kept_task": kept.task_id})
     return SubmitReport(Outcome.SUBMITTED, job.job_id, result.task_id)
+
+
+def _adopt(job: Job, kept: ConversionOutcome, deps: SubmitDeps) -> SubmitReport:
+    deps.reservations.adopt(job, kept)
+    record_outcome(job.job_id, kept, deps.recorder)
+    return SubmitReport(Outcome.ADOPTED, job.job_id, kept.task_id)
 
 
 def _call_provider(job: Job, deps: SubmitDeps) -> SubmitResult:
@@ -122,17 +145,25 @@ def _call_provider(job: Job, deps: SubmitDeps) -> SubmitResult:
     return deps.provider.submit_denoise(audio_url=deps.inputs.presigned_url(job.source), webhook_url=webhook_url)
 
 
-def _refused(reservation: Reservation, exc: ProviderRejectedError, deps: SubmitDeps) -> SubmitReport:
-    """A permanent refusal fails the job; its slot goes to the next job unless the account itself is the problem
-    (a bad key or no credits would fail the next job the same way: the queue is held instead of drained)."""
+def _refused(reservation: Reservation, exc: ProviderError, code: ErrorCode, deps: SubmitDeps) -> SubmitReport:
+    """A permanent refusal (or an answer we cannot read: the job may exist there, so it is not sent again) fails
+    the job; its slot goes to the next job unless the account itself is the problem (a bad key or no credits would
+    fail the next job the same way: the queue is held instead of drained)."""
     account_problem = isinstance(exc, ProviderAuthError | ProviderCreditsError)
     refused = reservation.refuse(
-        _error_code(exc), exc.message, hold_admission_for=ACCOUNT_PAUSE_SECONDS if account_problem else None
+        code, exc.message, hold_admission_for=ACCOUNT_PAUSE_SECONDS if account_problem else None
     )
     if refused.slot_freed:
         deps.lifecycle.slot_freed(refused.job.job_id)
     deps.lifecycle.announce(refused.job)
     return SubmitReport(Outcome.FAILED, refused.job.job_id, exc.message)
+
+
+def resume(job_id: str, deps: SubmitDeps) -> SubmitReport | None:
+    """A callback was kept on a waiting job: take the lease and settle the job now (it adopts the callback's task).
+    None when another submit holds the lease (it applies the callback itself) or the job moved on."""
+    claimed = deps.reservations.claim(job_id)
+    return None if claimed is None else submit_claimed(claimed, deps)
 
 
 def admit_queued(deps: SubmitDeps, *, limit: int = 25) -> int:
