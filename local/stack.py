@@ -306,6 +306,7 @@ class LocalStack:
                 name, self.resources, {"WEBHOOK_BASE_URL": self.gateway_url}
             )
         environment["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOCAL_LOG_LEVEL", "INFO")
+        environment["COPY_RETRY_DELAY_SECONDS"] = str(self.config.retry_delay)  # Lambda waits minutes; here, seconds
         assert self.provider is not None
         if self.provider.ca_bundle_path is not None:  # https outputs from the local CA, trusted through the setting
             environment["OUTPUT_CA_BUNDLE"] = str(self.provider.ca_bundle_path)

@@ -19,6 +19,7 @@ from local.atomic_dynamodb import serialise_dynamodb_requests
 from local.template import StackResources, Template
 from scripts.make_events import SIGNING_SECRET  # the secret events/webhook-*.json are signed with
 from tests.file_server import OutputFileServer, output_file_server
+from tests.s3_limits import S3LimitEnforcer, s3_limits_everywhere
 
 # Powertools reads these when a handler module is imported, which happens at collection, before any fixture.
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DenoisePipeline")
@@ -146,6 +147,21 @@ def atomic_dynamodb() -> None:
     serialise_dynamodb_requests()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def real_s3_limits() -> Iterator[S3LimitEnforcer]:
+    """moto accepts keys, metadata and parts that S3 refuses: every S3 client in the tests refuses them too."""
+    with s3_limits_everywhere() as enforcer:
+        yield enforcer
+
+
+@pytest.fixture
+def own_s3_limits(real_s3_limits: S3LimitEnforcer) -> Iterator[None]:
+    """For the tests of the limits themselves, which scale them down: AWS's real limits step aside meanwhile."""
+    real_s3_limits.active = False
+    yield
+    real_s3_limits.active = True
+
+
 @pytest.fixture
 def files() -> Iterator[OutputFileServer]:
     """Provider output files on a real local socket."""
@@ -197,4 +213,4 @@ def provider(httpserver: Any) -> Iterator[Any]:
 @pytest.fixture
 def env_overrides(provider: Any) -> dict[str, str]:
     """Point the functions at the provider double; one quick retry keeps failure tests fast."""
-    return {"MUSICGPT_API_URL": provider.base_url, "PROVIDER_MAX_RETRIES": "1"}
+    return {"MUSICGPT_API_URL": provider.base_url, "PROVIDER_MAX_RETRIES": "1", "COPY_RETRY_DELAY_SECONDS": "0"}

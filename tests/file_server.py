@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,9 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class FileSpec:
     body_size: int
-    mode: str = "ok"  # ok | cut | 404 | redirect | lie-length
+    # ok | cut | cut-once (cut, then whole) | 404 | redirect | trickle (one byte a second) | gated (waits for `gate`)
+    mode: str = "ok"
     location: str = ""
     seed: int = 0
+    gate: threading.Event = field(default_factory=threading.Event)
 
     def chunk(self, offset: int, size: int) -> bytes:
         """Deterministic content, generated on the fly so a 200 MB file costs no memory here either."""
@@ -67,16 +70,21 @@ def _handler(state: OutputFileServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(spec.body_size))
             self.end_headers()
-            limit = spec.body_size // 2 if spec.mode == "cut" else spec.body_size
+            cut = spec.mode == "cut" or (spec.mode == "cut-once" and state.hits.count(self.path) == 1)
+            limit = spec.body_size // 2 if cut else spec.body_size
+            if spec.mode == "gated":
+                spec.gate.wait(30)
             sent = 0
             while sent < limit:
-                size = min(1024 * 1024, limit - sent)
+                size = 1 if spec.mode == "trickle" else min(1024 * 1024, limit - sent)
+                if spec.mode == "trickle" and sent:
+                    time.sleep(1)
                 try:
                     self.wfile.write(spec.chunk(sent, size))
                 except (BrokenPipeError, ConnectionResetError):
                     return
                 sent += size
-            if spec.mode == "cut":
+            if cut:
                 self.close_connection = True
                 self.connection.shutdown(2)
 

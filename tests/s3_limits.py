@@ -129,6 +129,7 @@ class S3LimitEnforcer:
         self.limits = limits or S3Limits()
         self.active = True
         self.refusals: list[tuple[str, str]] = []  # (operation, error code), for tests that want to see them
+        self._judged = f"{_JUDGED}-{id(self)}"  # each enforcer's own verdict: several may judge one request
         self._lock = threading.Lock()
         self._parts: dict[str, dict[int, int]] = {}
         self._sizes: dict[tuple[str, str], int] = {}
@@ -162,10 +163,10 @@ class S3LimitEnforcer:
     def _judge(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         rule = self._rules.get(model.name)
         if self.active and rule is not None:
-            context[_JUDGED] = rule(params)
+            context[self._judged] = rule(params)
 
     def _answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        verdict: _Verdict | None = context.get(_JUDGED)
+        verdict: _Verdict | None = context.get(self._judged)
         if verdict is None or verdict.refusal is None:
             return None
         refusal = verdict.refusal
@@ -183,7 +184,7 @@ class S3LimitEnforcer:
         return AWSResponse("", refusal.status, HTTPHeaders(), None), parsed
 
     def _remember(self, http_response: AWSResponse, context: dict[str, Any], **_: Any) -> None:
-        verdict: _Verdict | None = context.get(_JUDGED)
+        verdict: _Verdict | None = context.get(self._judged)
         if verdict is not None and verdict.record is not None and http_response.status_code < 300:
             with self._lock:
                 verdict.record()

@@ -91,11 +91,19 @@ class SubmissionSettings(EnvSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SubmitSettings(JobsSettings, ProviderSettings, SigningSettings, SubmissionSettings):
-    """SubmitFunction: new uploads, and the admission queue (wake-ups, status-lookup confirmations, kept callbacks);
-    a confirmed or kept result is recorded like a callback, which queues the copy."""
+class SubmittingSettings(JobsSettings, ProviderSettings, SigningSettings, SubmissionSettings):
+    """What a function that submits jobs needs; a confirmed or kept result is recorded like a callback, which
+    queues the copy."""
 
     copy_queue_url: str = env("COPY_QUEUE_URL")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitSettings(SubmittingSettings):
+    """SubmitFunction: new uploads, and the admission queue (wake-ups, status-lookup confirmations, kept callbacks)."""
+
+    input_bucket: str = env("INPUT_BUCKET")
+    """Only uploads to this bucket are submitted."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +118,10 @@ class WebhookSettings(JobsSettings, SigningSettings):
     copy_connect_timeout: float = env("COPY_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.001)
     copy_read_timeout: float = env("COPY_READ_TIMEOUT_SECONDS", 60.0, minimum=0.001)
     max_copy_attempts: int = env("MAX_COPY_ATTEMPTS", minimum=1)
+    copy_retry_delay_seconds: float = env("COPY_RETRY_DELAY_SECONDS", 30.0, minimum=0)
+    """The first retry of a failed copy attempt waits this long; each later one twice as long (at most 15 min)."""
+    copy_min_bytes_per_second: float = env("COPY_MIN_BYTES_PER_SECOND", 65536.0, minimum=0)
+    """A download slower than this after its first 30 s is stopped and retried (0 = no minimum)."""
     output_ca_bundle: str = env("OUTPUT_CA_BUNDLE", "")
     """A PEM bundle to verify output downloads against instead of the system's CAs (the local stack's own CA)."""
     confirm_every_callback: bool = env("CONFIRM_WITH_STATUS_LOOKUP")
@@ -117,7 +129,7 @@ class WebhookSettings(JobsSettings, SigningSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReconcileSettings(SubmitSettings):
+class ReconcileSettings(SubmittingSettings):
     """ReconcileFunction: re-drives stuck jobs, so it submits like SubmitFunction; it also re-queues copies."""
 
     stale_after_seconds: int = env("STALE_AFTER_SECONDS", minimum=1)

@@ -23,7 +23,14 @@ from .adapters.queues import JobQueue
 from .adapters.reservations import Reservations
 from .adapters.secrets import SecretReader
 from .domain.tokens import WebhookLinks
-from .settings import JobsSettings, ProviderSettings, ReconcileSettings, SubmitSettings, WebhookSettings
+from .settings import (
+    JobsSettings,
+    ProviderSettings,
+    ReconcileSettings,
+    SubmitSettings,
+    SubmittingSettings,
+    WebhookSettings,
+)
 from .workflows.callback import CallbackDeps, LookupDeps, Recorder
 from .workflows.copy import CopyDeps
 from .workflows.lifecycle import Lifecycle
@@ -83,6 +90,7 @@ def copy_deps() -> CopyDeps:
         connect_timeout=config.copy_connect_timeout,
         read_timeout=config.copy_read_timeout,
         ca_bundle=config.output_ca_bundle or None,
+        min_bytes_per_second=config.copy_min_bytes_per_second,
     )
     return CopyDeps(
         store=_store(config.jobs_table),
@@ -91,6 +99,8 @@ def copy_deps() -> CopyDeps:
         output_bucket=config.output_bucket,
         output_prefix=config.output_prefix,
         max_attempts=config.max_copy_attempts,
+        copy_queue=JobQueue(boto3.client("sqs", config=AWS_CONFIG), config.copy_queue_url),
+        retry_delay_seconds=config.copy_retry_delay_seconds,
     )
 
 
@@ -131,7 +141,7 @@ def reset() -> None:
 
 
 # ---------------------------------------------------------------- shared pieces
-def _submit_deps(config: SubmitSettings) -> SubmitDeps:
+def _submit_deps(config: SubmittingSettings) -> SubmitDeps:
     store = _store(config.jobs_table)
     secrets = _secrets(config.secret_max_age_seconds)
     return SubmitDeps(
@@ -188,7 +198,7 @@ def _store(table_name: str) -> JobStore:
     return JobStore(_table(table_name))
 
 
-def _budget(config: SubmitSettings) -> LookupBudget:
+def _budget(config: SubmittingSettings) -> LookupBudget:
     return LookupBudget(_table(config.jobs_table), config.lookups_per_minute)
 
 

@@ -22,4 +22,5 @@ def env_overrides(provider: ProviderDouble) -> dict[str, str]:
         "MAX_JOB_AGE_SECONDS": "60",
         "MAX_COPY_ATTEMPTS": "3",
         "COPY_READ_TIMEOUT_SECONDS": "5",
+        "COPY_RETRY_DELAY_SECONDS": "0",
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,7 @@ from denoise_pipeline.adapters.event_bus import EventPublishError
 from denoise_pipeline.adapters.secrets import SecretUnavailable
 from denoise_pipeline.domain.job import Job, TransitionRejected
 from denoise_pipeline.domain.outcome import read_outcome
-from denoise_pipeline.workflows.copy import CopyReport, copy_outputs
+from denoise_pipeline.workflows.copy import Attempt, CopyReport, copy_outputs
 from tests.conftest import Stack
 from tests.faults.harness import (
     assert_settled,
@@ -152,7 +153,7 @@ def test_two_copy_workers_on_the_same_job_complete_it_once(
     stack.drain("CopyQueue")
     deps = wiring.copy_deps()
 
-    results = race(2, lambda _: copy_outputs(item["job_id"], 1, deps))
+    results = race(2, lambda _: copy_outputs(item["job_id"], Attempt(uuid.uuid4().hex, time.monotonic() + 30), deps))
 
     assert not [result for result in results if isinstance(result, BaseException)], results
     reports = [result for result in results if isinstance(result, CopyReport)]
@@ -185,7 +186,8 @@ def test_download_cut_at_half_is_retried_then_failed_leaving_no_partial_output(
     answers = run_queue(stack, "CopyQueue", rounds=5)
 
     assert len(answers) == 3  # MAX_COPY_ATTEMPTS: two redeliveries, then the final verdict
-    assert [bool(a["batchItemFailures"]) for a in answers] == [True, True, False]
+    # Attempts are counted on the job: a failed one is queued again by the workflow, never handed back to SQS.
+    assert [a["batchItemFailures"] for a in answers] == [[], [], []]
     failed = job_by_key(stack, KEY)
     assert failed["status"] == "FAILED"
     assert failed["error_code"] == "COPY_FAILED"
@@ -206,7 +208,7 @@ def test_output_404_is_retried_and_a_recovered_url_completes(
     post_callback(item["job_id"], callback_payload(item["task_id"], serve_outputs(files, noise="404")))
 
     first = run_queue(stack, "CopyQueue")
-    assert first[0]["batchItemFailures"]
+    assert first == [{"batchItemFailures": []}]  # recorded on the job and queued again, not handed back to SQS
     assert job_by_key(stack, KEY)["status"] == "COPYING"
     assert "404" in job_by_key(stack, KEY)["last_copy_error"]
 
@@ -252,7 +254,7 @@ def test_output_over_the_cap_fails_at_once_without_retry(
     assert failed["status"] == "FAILED"
     assert failed["error_code"] == "OUTPUT_TOO_LARGE"
     assert "1048576-byte cap" in failed["error_message"]
-    assert "copy_attempts" not in failed
+    assert failed["copy_attempts"] == 1  # the one attempt, counted; no retry
     assert event_types(stack) == ["Denoise Job Failed"]
     assert_settled(stack)
 

@@ -15,6 +15,8 @@ from tests.s3_limits import GIB, MIB, S3LimitEnforcer, S3Limits, enforce_s3_limi
 
 BUCKET = "limits-bucket"
 
+pytestmark = pytest.mark.usefixtures("own_s3_limits")  # these tests scale S3's limits down
+
 
 @pytest.fixture
 def s3(aws_credentials: None) -> Iterator[Any]:

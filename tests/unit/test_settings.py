@@ -52,6 +52,7 @@ def submit_environment(**changes: str) -> dict[str, str]:
         "PRESIGN_EXPIRY_SECONDS": "3600",
         "STATUS_LOOKUPS_PER_MINUTE": "20",
         "COPY_QUEUE_URL": "https://sqs/copy",
+        "INPUT_BUCKET": "in",
     }
     return {name: value for name, value in (environment | changes).items() if value}
 

@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import string
 
-from aws_lambda_powertools.utilities.data_classes import S3Event
 from hypothesis import given
 from hypothesis import strategies as st
 
 from denoise_pipeline.domain.outputs import OutputName, output_key
 from denoise_pipeline.domain.source import SourceObject, derive_job_id, is_job_id
 from denoise_pipeline.domain.tokens import sign, verify
-from denoise_pipeline.handlers.upload_events import source_from_record
+from denoise_pipeline.handlers.upload_events import read_uploads
 from local.events import s3_put_record
 
 secrets = st.text(min_size=1, max_size=64)
@@ -73,15 +72,17 @@ keys = st.text(
 
 @given(key=keys)
 def test_s3_event_keys_are_decoded_exactly(key: str) -> None:
-    event = S3Event({"Records": [s3_put_record("bucket", key, 10, "etag")]})
-    (record,) = event.records
-    assert source_from_record(record).key == key
+    (source,) = read_uploads({"Records": [s3_put_record("bucket", key, 10, "etag")]}, "bucket")
+    assert isinstance(source, SourceObject)
+    assert source.key == key
 
 
 def test_classic_plus_and_space_key() -> None:
-    event = S3Event({"Records": [s3_put_record("b", "uploads/My Song+(1) é.wav", 10, "e")]})
+    event = {"Records": [s3_put_record("b", "uploads/My Song+(1) é.wav", 10, "e")]}
     assert event["Records"][0]["s3"]["object"]["key"] == "uploads/My+Song%2B%281%29+%C3%A9.wav"
-    assert source_from_record(next(iter(event.records))).key == "uploads/My Song+(1) é.wav"
+    (source,) = read_uploads(event, "b")
+    assert isinstance(source, SourceObject)
+    assert source.key == "uploads/My Song+(1) é.wav"
 
 
 def test_skip_reasons() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ..domain.job import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -40,16 +42,19 @@ class EventPublisher:
 
     def job_finished(self, job: Job) -> None:
         detail_type = COMPLETED if job.status is JobStatus.COMPLETED else FAILED
-        result = self._client.put_events(
-            Entries=[
-                {
-                    "Source": SOURCE,
-                    "DetailType": detail_type,
-                    "Detail": json.dumps(event_detail(job)),
-                    "EventBusName": self._bus,
-                    "Resources": [f"job/{job.job_id}"],
-                }
-            ]
-        )
+        try:
+            result = self._client.put_events(
+                Entries=[
+                    {
+                        "Source": SOURCE,
+                        "DetailType": detail_type,
+                        "Detail": json.dumps(event_detail(job)),
+                        "EventBusName": self._bus,
+                        "Resources": [f"job/{job.job_id}"],
+                    }
+                ]
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise EventPublishError(f"EventBridge unreachable for job {job.job_id}: {exc}") from exc
         if result.get("FailedEntryCount"):
             raise EventPublishError(f"EventBridge refused the event for job {job.job_id}: {result['Entries']}")

@@ -7,6 +7,7 @@ that knows the item's attribute names.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,10 @@ def job_from_item(item: dict[str, Any]) -> Job:
         status_at=str(item.get("status_at", "")),
         lease_until=item.get("lease_until"),
         early_callback=_outcome_from_map(item["early_callback"]) if item.get("early_callback") else None,
+        copy_attempts=int(item.get("copy_attempts", 0)),
+        copy_lease_until=item.get("copy_lease_until"),
+        last_copy_error=item.get("last_copy_error"),
+        sweep_failures=int(item.get("sweep_failures", 0)),
         timestamps={k: str(v) for k, v in item.items() if k.endswith("_at") and isinstance(v, str)},
     )
 
@@ -266,18 +271,27 @@ class JobStore:
         )
 
     def mark_completed(
-        self, job_id: str, bucket: str, output_keys: dict[str, str], copied_bytes: int, now: datetime | None = None
+        self,
+        job_id: str,
+        owner: str,
+        bucket: str,
+        output_keys: dict[str, str],
+        copied_bytes: int,
+        now: datetime | None = None,
     ) -> Job:
+        """COPYING → COMPLETED, by the holder of the copy lease only."""
         stamp = iso(now or utc_now())
         return self._update(
             job_id,
             JobStatus.COMPLETED,
             "SET #s = :completed, status_at = :now, completed_at = :now, updated_at = :now, "
-            "output_bucket = :bucket, output_keys = :keys, copied_bytes = :bytes, event_pending = :pending",
-            "#s = :copying",
+            "output_bucket = :bucket, output_keys = :keys, copied_bytes = :bytes, event_pending = :pending "
+            "REMOVE copy_lease_until, copy_owner",
+            "#s = :copying AND copy_owner = :owner",
             {
                 ":completed": JobStatus.COMPLETED.value,
                 ":copying": JobStatus.COPYING.value,
+                ":owner": owner,
                 ":now": stamp,
                 ":bucket": bucket,
                 ":keys": output_keys,
@@ -316,20 +330,74 @@ class JobStore:
             job_id,
             target,
             f"SET #s = :target, status_at = :now, {attribute} = :now, updated_at = :now, "
-            "error_code = :code, error_message = :message, event_pending = :pending REMOVE lease_until, early_callback",
+            "error_code = :code, error_message = :message, event_pending = :pending "
+            "REMOVE lease_until, early_callback, copy_lease_until, copy_owner",
             condition,
             values,
         )
 
-    def record_copy_attempt(self, job_id: str, error: str) -> None:
+    def claim_copy(
+        self, job_id: str, owner: str, until: datetime, max_attempts: int, now: datetime | None = None
+    ) -> Job | None:
+        """Start a copy attempt of a COPYING job: take its copy lease (none live) and count the attempt, in one write.
+
+        Counting at the start means an attempt is counted whatever ends it, a crash or Lambda's timeout included.
+        None when another worker's lease is live, the attempts are used up, or the job is no longer COPYING.
+        """
+        stamp = iso(now or utc_now())
+        try:
+            result = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET copy_lease_until = :until, copy_owner = :owner, updated_at = :now "
+                "ADD copy_attempts :one",
+                ConditionExpression="#s = :copying"
+                " AND (attribute_not_exists(copy_lease_until) OR copy_lease_until < :now)"
+                " AND (attribute_not_exists(copy_attempts) OR copy_attempts < :max)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":until": iso(until),
+                    ":owner": owner,
+                    ":now": stamp,
+                    ":one": 1,
+                    ":copying": JobStatus.COPYING.value,
+                    ":max": max_attempts,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._conditional_failure:
+            return None
+        return job_from_item(result["Attributes"])
+
+    def end_copy_attempt(self, job_id: str, owner: str, error: str) -> None:
+        """A copy attempt failed: keep its reason and give the lease back (only the owner's own lease)."""
         self._update(
             job_id,
             None,
-            "SET last_copy_error = :error ADD copy_attempts :one",
-            "#s = :copying",
-            {":error": error[:1000], ":one": 1, ":copying": JobStatus.COPYING.value},
+            "SET last_copy_error = :error REMOVE copy_lease_until, copy_owner",
+            "#s = :copying AND copy_owner = :owner",
+            {":error": error[:1000], ":owner": owner, ":copying": JobStatus.COPYING.value},
             quiet=True,
         )
+
+    def record_sweep_failure(self, job_id: str, error: str, now: datetime | None = None) -> int:
+        """The reconciler failed on this job: count it (in a row) and keep the reason; returns the count."""
+        result = self._table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression="SET last_sweep_error = :error, updated_at = :now ADD sweep_failures :one",
+            ConditionExpression="attribute_exists(job_id)",
+            ExpressionAttributeValues={":error": error[:1000], ":now": iso(now or utc_now()), ":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(str(result["Attributes"]["sweep_failures"]))
+
+    def clear_sweep_failures(self, job_id: str) -> None:
+        """A sweep went through for this job: its failures are no longer in a row."""
+        with contextlib.suppress(self._conditional_failure):
+            self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="REMOVE sweep_failures, last_sweep_error",
+                ConditionExpression="attribute_exists(sweep_failures)",
+            )
 
     def mark_event_published(self, job_id: str) -> None:
         self._table.update_item(Key={"job_id": job_id}, UpdateExpression="REMOVE event_pending")

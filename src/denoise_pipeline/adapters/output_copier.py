@@ -57,6 +57,7 @@ MAX_REDIRECTS = 3
 MIB = 1024 * 1024
 MAX_DISCARDED_VERSIONS = 50
 MAX_PARTS = 10_000  # S3: parts in one multipart upload
+RATE_GRACE_SECONDS = 30.0
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _NETWORK_ERRORS = (OSError, HTTPException, urllib3.exceptions.HTTPError)
@@ -154,11 +155,15 @@ class _Body:
     """The response body as a file for the S3 transfer: decoded bytes, each read filled to the size asked for (a read
     is a part, and S3 refuses parts under 5 MiB), the byte cap, the deadline, and a completeness check at the end."""
 
-    def __init__(self, response: HTTPResponse, max_bytes: int, expected: int | None, clock: _Clock) -> None:
+    def __init__(
+        self, response: HTTPResponse, max_bytes: int, expected: int | None, clock: _Clock, min_rate: float
+    ) -> None:
         self._response = response
         self._max = max_bytes
         self._expected = expected  # Content-Length: bytes on the wire, before any decoding
         self._clock = clock
+        self._min_rate = min_rate
+        self._started = time.monotonic()
         self.count = 0  # decoded bytes handed out
 
     def read(self, size: int = -1) -> bytes:
@@ -184,12 +189,22 @@ class _Body:
         self.count += len(chunk)
         if self.count > self._max:
             raise OutputTooLarge(f"output exceeds the {self._max}-byte cap")
+        self._check_rate()
         if not chunk:
             self._clock.check()  # a connection cut at the deadline can look like the end of the body
             received = self._response.tell()  # bytes read off the wire, before decoding
             if self._expected is not None and received != self._expected:
                 raise CopyError(f"download ended after {received} of {self._expected} bytes")
         return chunk
+
+    def _check_rate(self) -> None:
+        """A body that arrives slower than the minimum rate (after a grace period) will not make it: stop it now, so
+        the attempt ends and is retried instead of running into the deadline."""
+        elapsed = time.monotonic() - self._started
+        if self._min_rate and elapsed > RATE_GRACE_SECONDS:
+            rate = self._response.tell() / elapsed
+            if rate < self._min_rate:
+                raise CopyError(f"output arrives at {rate:.0f} bytes/s, under the minimum of {self._min_rate:.0f}")
 
 
 class _Download:
@@ -200,13 +215,13 @@ class _Download:
         self.response = response
         self._clock = clock
 
-    def body(self, max_bytes: int) -> _Body:
+    def body(self, max_bytes: int, min_rate: float) -> _Body:
         codings = _content_codings(self.response.headers.get("Content-Encoding", ""))
         length = self.response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         if not codings and expected is not None and expected > max_bytes:
             raise OutputTooLarge(f"output is {expected} bytes, over the {max_bytes}-byte cap")
-        return _Body(self.response, max_bytes, expected, self._clock)
+        return _Body(self.response, max_bytes, expected, self._clock, min_rate)
 
     def close(self) -> None:
         self._clock.disarm(self.connection)
@@ -272,8 +287,11 @@ class OutputCopier:
         read_timeout: float = 60.0,
         transfer_config: TransferConfig | None = None,
         ca_bundle: str | None = None,
+        min_bytes_per_second: float = 0.0,
     ) -> None:
-        """`ca_bundle`: a PEM file of the CAs output downloads trust (None: certifi's bundle)."""
+        """`ca_bundle`: a PEM file of the CAs output downloads trust (None: certifi's bundle).
+        `min_bytes_per_second`: a download slower than this (after RATE_GRACE_SECONDS) is stopped; 0 = no minimum."""
+        self._min_rate = min_bytes_per_second
         self._s3 = s3
         self._policy = policy
         self._max = max_bytes
@@ -311,7 +329,7 @@ class OutputCopier:
         clock = _Clock(deadline)
         try:
             with self._open(url, clock) as download:
-                body = download.body(self._max)
+                body = download.body(self._max, self._min_rate)
                 self._upload(body, bucket, key, {"ContentType": content_type, "Metadata": metadata}, clock)
                 return body.count
         finally:
@@ -320,23 +338,17 @@ class OutputCopier:
     def promote(self, bucket: str, staging_key: str, final_key: str) -> None:
         """Make a staged output visible at `final_key`: a server-side copy that keeps ContentType and user metadata
         (boto3's managed copy: multipart above the transfer threshold, so objects over CopyObject's 5 GB limit too),
-        then the staging object is deleted. Raises CopyError."""
-        try:
-            self._s3.copy({"Bucket": bucket, "Key": staging_key}, bucket, final_key, Config=self._config)
-            self._s3.delete_object(Bucket=bucket, Key=staging_key)
-        except (BotoCoreError, ClientError) as exc:
-            raise CopyError(f"cannot promote s3://{bucket}/{staging_key} to {final_key}: {exc}") from exc
-
-    def remove(self, bucket: str, key: str) -> None:
-        """Delete s3://bucket/key (in a versioned bucket: hide it behind a delete marker); a missing key is fine.
+        then the staged version is deleted (by version id: no delete marker, no noncurrent copy left to expire).
         Raises CopyError."""
         try:
-            self._s3.delete_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in _NOT_FOUND:
-                raise CopyError(f"cannot remove s3://{bucket}/{key}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise CopyError(f"cannot remove s3://{bucket}/{key}: {exc}") from exc
+            version = self._s3.head_object(Bucket=bucket, Key=staging_key).get("VersionId")
+            self._s3.copy({"Bucket": bucket, "Key": staging_key}, bucket, final_key, Config=self._config)
+            if version and version != "null":  # the staged version itself, not a delete marker over it
+                self._s3.delete_object(Bucket=bucket, Key=staging_key, VersionId=version)
+            else:
+                self._s3.delete_object(Bucket=bucket, Key=staging_key)
+        except (BotoCoreError, ClientError) as exc:
+            raise CopyError(f"cannot promote s3://{bucket}/{staging_key} to {final_key}: {exc}") from exc
 
     def discard(self, bucket: str, key: str, *, job_id: str) -> int:
         """Remove what `job_id` wrote at `key`, so a failed job leaves no partial set of outputs; returns the count.

@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     OUTPUT_REFUSED = "OUTPUT_REFUSED"
     OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
     TIMED_OUT = "TIMED_OUT"
+    SWEEP_FAILED = "SWEEP_FAILED"
 
 
 class JobNotFound(LookupError):
@@ -78,6 +79,12 @@ class Job:
     lease_until: str | None = None
     early_callback: ConversionOutcome | None = None
     """A callback that arrived before the job had a task id: applied, or adopted, once the submit settles."""
+    copy_attempts: int = 0
+    copy_lease_until: str | None = None
+    """While a copy attempt runs: when its lease ends (another worker may start one after that)."""
+    last_copy_error: str | None = None
+    sweep_failures: int = 0
+    """Reconciler sweeps in a row that failed on this job."""
     timestamps: dict[str, str] = field(default_factory=dict)
     """`<state>_at` → when the job entered that state (ISO-8601 UTC)."""
 

@@ -3,6 +3,7 @@ results and refusals are answered from the tables in http_answers."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -20,6 +21,8 @@ from .http_answers import answer, refusal
 
 logger, metrics = Logger(child=True), Metrics()
 app = APIGatewayHttpResolver(json_body_deserializer=JSON_DESERIALIZER)
+# At DEBUG the resolver logs every route's arguments: the job id unchecked, and the token. Never, at any level.
+logging.getLogger("aws_lambda_powertools.event_handler").setLevel(logging.INFO)
 
 
 @app.post("/webhooks/<job_id>/<token>")

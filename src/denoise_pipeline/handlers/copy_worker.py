@@ -1,8 +1,11 @@
-"""The webhook function's second door: copy work from the copy queue, one job per message, failures retried."""
+"""The webhook function's second door: the copy queue. Each message is one copy attempt with a deadline inside the
+invocation; every failure is logged with job id, attempt and reason, and counted (CopyFailures)."""
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -12,30 +15,45 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..domain.job import JobStatus
+from ..domain.source import is_job_id
 from ..wiring import copy_deps
-from ..workflows.copy import copy_outputs
+from ..workflows.copy import Attempt, copy_outputs
 
 logger, tracer, metrics = Logger(child=True), Tracer(), Metrics()
-# Report failed items instead of raising, so a one-message batch that fails is retried like any other.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+SAFETY_SECONDS = 30.0  # an attempt ends this long before the invocation would, to record its outcome
 
 
 @tracer.capture_method
-def copy_record(record: SQSRecord) -> None:
-    job_id = str(json.loads(record.body)["job_id"])
+def copy_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    job_id = str(json.loads(record.body).get("job_id", ""))
+    if not is_job_id(job_id):
+        logger.error("dropped a copy message without a valid job id", extra={"message_id": record.message_id})
+        return
     logger.set_correlation_id(job_id)
-    report = copy_outputs(job_id, int(record.attributes.approximate_receive_count or 1), copy_deps())
+    deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS
+    try:
+        report = copy_outputs(job_id, Attempt(uuid.uuid4().hex, deadline), copy_deps())
+    except Exception:  # the attempt could not even be recorded (table or queue unreachable): SQS delivers it again
+        logger.exception("copy message failed", extra={"receive_count": record.attributes.approximate_receive_count})
+        metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
+        raise
     if report is None:
         return
-    job = report.job
-    if job.status is JobStatus.COMPLETED:
+    job, context = report.job, {"attempt": report.attempt, "bytes": report.copied_bytes}
+    if report.failure is not None:
+        logger.warning("copy attempt failed; queued again", extra=context | {"reason": report.failure})
+        metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
+    elif job.status is JobStatus.COMPLETED:
+        logger.info("copy finished", extra=context)
         metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="CopyBytes", unit=MetricUnit.Bytes, value=report.copied_bytes)
         if job.conversion_cost:
             metrics.add_metric(name="CreditsSpent", unit=MetricUnit.Count, value=float(job.conversion_cost))
     else:
+        logger.error("copy failed for good", extra=context | {"reason": job.error_message})
+        metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
-    logger.info("copy finished", extra={"status": job.status.value, "bytes": report.copied_bytes})
 
 
 def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -6,17 +6,16 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..domain.source import SourceObject
-from ..wiring import submit_deps
+from ..wiring import submit_deps, submit_settings
 from ..workflows.submit import Outcome, SubmitDeps, handle_new_object
 from . import admission_worker, is_sqs_event
-from .upload_events import source_from_record
+from .upload_events import Unusable, read_uploads, set_aside
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()
-METRIC = {
+METRIC = {  # a retried record is counted by the function's Errors metric
     Outcome.SUBMITTED: "JobsSubmitted",
     Outcome.ADOPTED: "JobsAdopted",
     Outcome.QUEUED: "JobsQueued",
@@ -47,13 +46,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_sqs_event(event):
         return admission_worker.process(event, deps)
     results, transient = [], []
-    for source in map(source_from_record, S3Event(event).records):
+    for upload in read_uploads(event, submit_settings().input_bucket):
+        if isinstance(upload, Unusable):
+            results.append(set_aside(upload))
+            continue
         try:
-            results.append(submit_record(source, deps))
+            results.append(submit_record(upload, deps))
         except Exception as exc:  # noqa: BLE001 - every record is attempted; the failure is re-raised below
             logger.exception("submit failed; the event will be retried")
-            metrics.add_metric(name="SubmitRetries", unit=MetricUnit.Count, value=1)
-            transient.append(f"{source.key}: {type(exc).__name__}: {exc}")
+            transient.append(f"{upload.key}: {type(exc).__name__}: {exc}")
     if transient:
         raise SubmitRetryLater("; ".join(transient))
     return {"results": results}

@@ -1,19 +1,34 @@
-"""Copy workflow: a COPYING job's outputs are streamed into the output bucket, then the job is COMPLETED."""
+"""Copy workflow: a COPYING job's outputs land in the output bucket, all of them or none, then it is COMPLETED.
+
+- One attempt at a time per job: an attempt starts by taking the job's copy lease, which also counts the attempt
+  on the job item (so a crash or Lambda's own timeout counts too; SQS receive counts play no part).
+- An attempt ends by its deadline (set from the invocation's remaining time), well before Lambda would kill it.
+- Outputs are written under a staging prefix and promoted to their final keys only once all of them are in place;
+  a failed attempt leaves neither staged nor promoted objects behind.
+- A failed attempt is logged by the caller, recorded on the job and queued again after a back-off; after
+  `max_attempts` the job is FAILED with the last reason.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from urllib.parse import quote
+from datetime import timedelta
 
 from aws_lambda_powertools import Logger
 
 from ..adapters.job_store import JobStore
 from ..adapters.output_copier import CopyError, OutputCopier, OutputRefused, OutputTooLarge
+from ..adapters.queues import JobQueue
+from ..clock import from_iso, utc_now
 from ..domain.job import ErrorCode, Job, JobStatus, TransitionRejected
-from ..domain.outputs import OutputName, output_key
+from ..domain.outputs import OutputName, output_key, output_metadata, staging_key
 from .lifecycle import Lifecycle
 
 logger = Logger(child=True)
+LEASE_MARGIN_SECONDS = 60.0
+"""A lease outlives its attempt's deadline by this much, so no second attempt starts while the first winds up."""
+MAX_RETRY_DELAY_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -21,56 +36,99 @@ class CopyDeps:
     store: JobStore
     lifecycle: Lifecycle
     copier: OutputCopier
+    copy_queue: JobQueue
     output_bucket: str
     output_prefix: str
     max_attempts: int
+    retry_delay_seconds: float
+    """The first retry's delay; each later one doubles it (at most 15 minutes)."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    owner: str
+    """Who holds the copy lease during this attempt (unique per attempt)."""
+    deadline: float
+    """`time.monotonic()` value by which the attempt must end."""
 
 
 @dataclass(frozen=True)
 class CopyReport:
     job: Job
     copied_bytes: int
+    attempt: int
+    failure: str | None = None
+    """Set when this attempt failed and another one is queued."""
 
 
-def copy_outputs(job_id: str, receive_count: int, deps: CopyDeps) -> CopyReport | None:
-    """Copy every output of a COPYING job, then mark it COMPLETED; None if there is nothing to do.
-
-    Raises CopyError for another attempt while attempts remain; after the last one the job is FAILED.
-    """
+def copy_outputs(job_id: str, attempt: Attempt, deps: CopyDeps) -> CopyReport | None:
+    """One copy attempt. None when there is nothing to do here: the job is not COPYING, or another attempt holds
+    its lease (that one finishes, or the reconciler queues the job again once the lease has expired)."""
     job = deps.store.find(job_id)
     if job is None or job.status is not JobStatus.COPYING:
         return None
     deps.lifecycle.free_slot(job.job_id)  # the provider finished this job when it called back
+    lease_until = utc_now() + timedelta(seconds=max(0.0, attempt.deadline - time.monotonic()) + LEASE_MARGIN_SECONDS)
+    claimed = deps.store.claim_copy(job_id, attempt.owner, lease_until, deps.max_attempts)
+    if claimed is None:
+        return _settle_unclaimed(job_id, deps)
     try:
-        keys, total = _copy_all(job, deps)
-    except (OutputRefused, OutputTooLarge) as exc:
+        keys, total = _copy_all(claimed, attempt.deadline, deps)
+    except (OutputRefused, OutputTooLarge) as exc:  # retrying cannot help
+        _clean_up(claimed, deps)
         code = ErrorCode.OUTPUT_TOO_LARGE if isinstance(exc, OutputTooLarge) else ErrorCode.OUTPUT_REFUSED
-        return _fail(job, code, str(exc), deps)
-    except CopyError as exc:
-        deps.store.record_copy_attempt(job.job_id, str(exc))
-        if receive_count >= deps.max_attempts:
-            return _fail(job, ErrorCode.COPY_FAILED, f"copy failed after {receive_count} attempts: {exc}", deps)
-        raise
+        return _fail(claimed, code, str(exc), deps)
+    except Exception as exc:  # noqa: BLE001 - every attempt ends recorded on the job, whatever stopped it
+        return _attempt_failed(claimed, attempt, exc, deps)
     try:
-        completed = deps.store.mark_completed(job.job_id, deps.output_bucket, keys, total)
+        completed = deps.store.mark_completed(job_id, attempt.owner, deps.output_bucket, keys, total)
     except TransitionRejected:
-        return None
+        return None  # the lease was lost meanwhile; whoever holds it settles the job
     deps.lifecycle.announce(completed)
-    return CopyReport(completed, total)
+    return CopyReport(completed, total, claimed.copy_attempts)
 
 
-def _copy_all(job: Job, deps: CopyDeps) -> tuple[dict[str, str], int]:
-    metadata = {"job-id": job.job_id, "task-id": job.task_id or "", "source-key": quote(job.source_key, safe="/")}
-    keys: dict[str, str] = {}
+def _settle_unclaimed(job_id: str, deps: CopyDeps) -> CopyReport | None:
+    """No lease to take: fail the job if its attempts are used up and none is running, else leave it."""
+    job = deps.store.find(job_id)
+    if job is None or job.status is not JobStatus.COPYING or job.copy_attempts < deps.max_attempts:
+        return None
+    if job.copy_lease_until is not None and from_iso(job.copy_lease_until) > utc_now():
+        return None  # the last attempt is still running
+    message = f"copy failed after {job.copy_attempts} attempts: {job.last_copy_error or 'the last attempt did not end'}"
+    return _fail(job, ErrorCode.COPY_FAILED, message, deps)
+
+
+def _copy_all(job: Job, deadline: float, deps: CopyDeps) -> tuple[dict[str, str], int]:
+    """Stage every output, then promote them all: none is visible under its final key before all are staged."""
+    metadata = output_metadata(job.job_id, job.task_id or "", job.source_key)
+    staged = [name for name in OutputName if job.output_urls.get(name.value)]
     total = 0
-    for name in OutputName:
-        url = job.output_urls.get(name.value)
-        if not url:
-            continue
-        key = output_key(deps.output_prefix, job.source_key, name)
-        total += deps.copier.copy(url, deps.output_bucket, key, content_type=name.content_type, metadata=metadata)
-        keys[name.value] = key
+    for name in staged:
+        total += deps.copier.copy(
+            job.output_urls[name.value],
+            deps.output_bucket,
+            staging_key(job.job_id, name),
+            content_type=name.content_type,
+            metadata=metadata,
+            deadline=deadline,
+        )
+    keys: dict[str, str] = {}
+    for name in staged:
+        keys[name.value] = output_key(deps.output_prefix, job.source_key, name)
+        deps.copier.promote(deps.output_bucket, staging_key(job.job_id, name), keys[name.value])
     return keys, total
+
+
+def _attempt_failed(job: Job, attempt: Attempt, exc: Exception, deps: CopyDeps) -> CopyReport | None:
+    reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CopyError) else str(exc)
+    _clean_up(job, deps)
+    deps.store.end_copy_attempt(job.job_id, attempt.owner, reason)
+    if job.copy_attempts >= deps.max_attempts:
+        return _fail(job, ErrorCode.COPY_FAILED, f"copy failed after {job.copy_attempts} attempts: {reason}", deps)
+    delay = min(MAX_RETRY_DELAY_SECONDS, deps.retry_delay_seconds * 2 ** (job.copy_attempts - 1))
+    deps.copy_queue.enqueue(job.job_id, delay_seconds=delay)
+    return CopyReport(job, 0, job.copy_attempts, failure=reason)
 
 
 def _fail(job: Job, code: ErrorCode, message: str, deps: CopyDeps) -> CopyReport | None:
@@ -78,20 +136,21 @@ def _fail(job: Job, code: ErrorCode, message: str, deps: CopyDeps) -> CopyReport
         failed = deps.store.mark_failed(job.job_id, code, message, from_states=(JobStatus.COPYING,))
     except TransitionRejected:
         return None
-    _discard_outputs(failed, deps)
+    _clean_up(failed, deps)
     deps.lifecycle.announce(failed)
-    return CopyReport(failed, 0)
+    return CopyReport(failed, 0, job.copy_attempts)
 
 
-def _discard_outputs(job: Job, deps: CopyDeps) -> None:
-    """A FAILED job keeps no outputs: remove those its earlier attempts wrote before the failure.
+def _clean_up(job: Job, deps: CopyDeps) -> None:
+    """Nothing of an unfinished or failed job stays: its staged objects, and the outputs it promoted (by version,
+    matched on its `job-id` metadata, so an earlier job's outputs under the same keys become current again).
 
-    Runs after the final transition (nothing can complete the job any more) and before the event; a storage
-    error is logged, not raised, because the job's final state and event matter more than the clean-up.
+    A storage error is logged, not raised: the job's recorded state matters more than the clean-up, and the
+    staging prefix expires on its own (template lifecycle rule).
     """
     for name in OutputName:
-        key = output_key(deps.output_prefix, job.source_key, name)
         try:
-            deps.copier.discard(deps.output_bucket, key, job_id=job.job_id)
+            for key in (staging_key(job.job_id, name), output_key(deps.output_prefix, job.source_key, name)):
+                deps.copier.discard(deps.output_bucket, key, job_id=job.job_id)
         except CopyError:
-            logger.exception("could not remove an output of a failed job", extra={"key": key})
+            logger.exception("could not remove an output of an unfinished job", extra={"output": name.value})

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aws_lambda_powertools import Logger
+
 from ..adapters.capacity import CapacityGate
-from ..adapters.event_bus import EventPublisher
+from ..adapters.event_bus import EventPublisher, EventPublishError
 from ..adapters.job_store import JobStore
 from ..adapters.queues import Action, JobQueue
 from ..domain.job import Job
+
+logger = Logger(child=True)
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,16 @@ class Lifecycle:
     events: EventPublisher
 
     def announce(self, job: Job) -> None:
-        """Publish a final state, then clear the job's pending-event mark. Consumers deduplicate on `job_id`."""
+        """Publish a final state if EventBridge takes it now; if not, the pending mark stays and the reconciler
+        publishes it later, so the step that reached the final state never fails for the event's sake."""
+        try:
+            self.publish(job)
+        except EventPublishError as exc:
+            logger.warning("event deferred to the reconciler", extra={"job_id": job.job_id, "error": str(exc)})
+
+    def publish(self, job: Job) -> None:
+        """Publish a final state, then clear the job's pending-event mark. Consumers deduplicate on `job_id`.
+        Raises EventPublishError."""
         self.events.job_finished(job)
         self.store.mark_event_published(job.job_id)
 
