@@ -6,8 +6,9 @@ the function's settings (a missing value fails it loudly) and builds the adapter
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import timedelta
-from functools import cache
 from typing import TYPE_CHECKING
 
 import boto3
@@ -42,37 +43,63 @@ if TYPE_CHECKING:
 
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
+_BUILDING = threading.RLock()
+
+
+class _BuiltOnce[**P, T]:
+    """Like `functools.cache`, under one lock: concurrent first calls (the local stack runs handlers on threads)
+    build one set of clients, not one per thread."""
+
+    def __init__(self, factory: Callable[P, T]) -> None:
+        self._factory = factory
+        self._built: dict[tuple[object, ...], T] = {}
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        key = (*args, *sorted(kwargs.items()))
+        with _BUILDING:
+            if key not in self._built:
+                self._built[key] = self._factory(*args, **kwargs)
+            return self._built[key]
+
+    def cache_clear(self) -> None:
+        with _BUILDING:
+            self._built.clear()
+
+
+def built_once[**P, T](factory: Callable[P, T]) -> _BuiltOnce[P, T]:
+    return _BuiltOnce(factory)
+
 
 # ---------------------------------------------------------------- settings, one per function
-@cache
+@built_once
 def submit_settings() -> SubmitSettings:
     return SubmitSettings.from_env()
 
 
-@cache
+@built_once
 def webhook_settings() -> WebhookSettings:
     return WebhookSettings.from_env()
 
 
-@cache
+@built_once
 def reconcile_settings() -> ReconcileSettings:
     return ReconcileSettings.from_env()
 
 
 # ---------------------------------------------------------------- what each function's workflows get
-@cache
+@built_once
 def submit_deps() -> SubmitDeps:
     return _submit_deps(submit_settings())
 
 
-@cache
+@built_once
 def callback_deps() -> CallbackDeps:
     config = webhook_settings()
     recorder = _recorder(config, config.copy_queue_url)
     return CallbackDeps(recorder, UrlPolicy(config.output_allowlist), config.confirm_every_callback)
 
 
-@cache
+@built_once
 def lookup_deps() -> LookupDeps:
     """The submit function settles unclear callbacks with the status lookup (it holds the provider's key)."""
     config = submit_settings()
@@ -80,7 +107,7 @@ def lookup_deps() -> LookupDeps:
     return LookupDeps(recorder, _provider(config, config.secret_max_age_seconds), _budget(config))
 
 
-@cache
+@built_once
 def copy_deps() -> CopyDeps:
     config = webhook_settings()
     copier = OutputCopier(
@@ -104,7 +131,7 @@ def copy_deps() -> CopyDeps:
     )
 
 
-@cache
+@built_once
 def reconcile_deps() -> ReconcileDeps:
     config = reconcile_settings()
     policy = ReconcilePolicy(
@@ -162,7 +189,7 @@ def _recorder(config: JobsSettings, copy_queue_url: str) -> Recorder:
     return Recorder(_store(config.jobs_table), _lifecycle(config), copy_queue)
 
 
-@cache
+@built_once
 def _lifecycle(config: JobsSettings) -> Lifecycle:
     return Lifecycle(
         store=_store(config.jobs_table),
@@ -172,7 +199,7 @@ def _lifecycle(config: JobsSettings) -> Lifecycle:
     )
 
 
-@cache
+@built_once
 def _provider(config: ProviderSettings, secret_max_age: int) -> MusicGptClient:
     secrets = _secrets(secret_max_age)
     return MusicGptClient(
@@ -184,12 +211,12 @@ def _provider(config: ProviderSettings, secret_max_age: int) -> MusicGptClient:
     )
 
 
-@cache
+@built_once
 def _secrets(max_age: int) -> SecretReader:
     return SecretReader(max_age, AWS_CONFIG)
 
 
-@cache
+@built_once
 def _table(name: str) -> Table:
     return boto3.resource("dynamodb", config=AWS_CONFIG).Table(name)
 

@@ -64,8 +64,7 @@ def test_fifty_uploads_under_faults_all_end_in_a_defined_state(
     monkeypatch.setattr(FakeContext, "get_remaining_time_in_millis", staticmethod(lambda: 31_000))  # 1 s a copy
     drawn = [fault for fault, count in FAULTS.items() for _ in range(count)]
     random.Random(20261130).shuffle(drawn)
-    jobs: dict[str, str] = {}
-    faults: dict[str, str] = {}
+    fault_of_key: dict[str, str] = {}
     for index, fault in enumerate(drawn):
         key = (
             f"uploads/run-{index:02d}-"
@@ -73,16 +72,18 @@ def test_fifty_uploads_under_faults_all_end_in_a_defined_state(
             + ".wav"
         )
         deliver(put_object(stack, key))
-        item = next(job for job in stack.job_items() if job["source_key"] == key)
-        jobs[item["job_id"]] = key
-        faults[item["job_id"]] = fault
+        fault_of_key[key] = fault
+    submitted = {item["job_id"]: item for item in stack.job_items()}
+    jobs = {job_id: item["source_key"] for job_id, item in submitted.items()}
+    faults = {job_id: fault_of_key[key] for job_id, key in jobs.items()}
+    assert len(jobs) == UPLOADS
 
     lost = sorted(jobs)[:4]  # their webhooks never come: the reconciler looks them up, one answer is poisoned
     provider.default_status = by_id("COMPLETED", serve_outputs(files, "/lookup"), conversion_duration=float("nan"))
     for job_id, fault in faults.items():
         if job_id in lost:
             continue
-        item = next(job for job in stack.job_items() if job["job_id"] == job_id)
+        item = submitted[job_id]
         urls = serve_outputs(files, f"/{job_id}", **_modes(fault))
         if fault == "s3-refusal":
             s3_refusals.add(f".staging/{job_id}/noise.wav")
@@ -90,13 +91,13 @@ def test_fifty_uploads_under_faults_all_end_in_a_defined_state(
 
     reports = _settle(stack, _event_bus_down(monkeypatch))
 
-    statuses = Counter(item["status"] for item in stack.job_items())
-    reasons = Counter(item.get("error_code") for item in stack.job_items() if item["status"] == "FAILED")
+    final = stack.job_items()
+    statuses = Counter(item["status"] for item in final)
+    reasons = Counter(item.get("error_code") for item in final if item["status"] == "FAILED")
     by_fault = Counter(
-        (faults[item["job_id"]] if item["job_id"] not in lost else "lost webhook", item["status"])
-        for item in stack.job_items()
+        (faults[item["job_id"]] if item["job_id"] not in lost else "lost webhook", item["status"]) for item in final
     )
-    attempts = Counter(int(item.get("copy_attempts", 0)) for item in stack.job_items())
+    attempts = Counter(int(item.get("copy_attempts", 0)) for item in final)
     long_keys = sum(len(key.encode()) > 900 for key in jobs.values())
     print(
         f"\nfault run: {dict(by_fault)}; statuses {dict(statuses)}; reasons {dict(reasons)}; copy attempts "
@@ -154,8 +155,9 @@ def _settle(stack: Stack, event_bus_back: Callable[[], None]) -> list[dict[str, 
         reports.append(run_reconciler())
         if round_number == 2:
             event_bus_back()
-        pending = [item for item in stack.job_items() if item["status"] not in ("COMPLETED", "FAILED")]
-        if not pending and not any("event_pending" in item for item in stack.job_items()):
+        items = stack.job_items()
+        pending = [item for item in items if item["status"] not in ("COMPLETED", "FAILED")]
+        if not pending and not any("event_pending" in item for item in items):
             break
         assert time.monotonic() < deadline, pending
     return reports
