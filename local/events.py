@@ -42,6 +42,35 @@ def s3_put_record(
     }
 
 
+def s3_object_created_event(bucket: str, key: str, size: int, etag: str, version_id: str) -> dict[str, Any]:
+    """The EventBridge "Object Created" event S3 sends for an upload (the key raw, not URL-encoded)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": size,
+                "etag": etag,
+                "version-id": version_id,
+                "sequencer": "00617F08299329D189",
+            },
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": "123456789012",
+            "source-ip-address": "203.0.113.15",
+            "reason": "PutObject",
+        },
+    }
+
+
 def http_api_event(
     method: str,
     path: str,

@@ -2,16 +2,17 @@
 
 - moto's HTTP server on 127.0.0.1 holds the template's buckets, table, queues, secrets and bus (local.template),
   with each DynamoDB request applied atomically as in real DynamoDB (local.atomic_dynamodb);
-- S3 notifications of the input bucket go to an SQS queue (moto cannot call Lambda), with the suffix filters of
-  the SubmitFunction's S3 events; a dispatcher turns them back into the Lambda S3 event, retries twice like
-  Lambda's async invocation, then writes the failure to the on-failure destination queue;
+- the input bucket sends its events to EventBridge, where the SubmitFunction's rule (the template's pattern,
+  suffixes in any case) targets an SQS queue (moto cannot call Lambda); a dispatcher hands each matched event to
+  the function, retries twice like Lambda's async invocation, then writes the failure to the on-failure queue;
 - each SQS event source of the template (copy queue, admission queue) is polled into its function;
 - a webhook gateway turns HTTP requests on the template's HttpApi routes into API Gateway v2 events;
 - the reconciler runs on a short local interval instead of its production schedule;
 - the provider is the local MusicGPT-compatible server with a real denoiser (local.provider).
 
 Handlers get exactly the environment variables the template declares, resolved against the emulated resources;
-only the API Gateway URL (which has no emulation) is replaced by the gateway's address. Each function handles one
+only the API Gateway URL (which has no emulation) is replaced by the gateway's address, and the provider's URL by
+the local provider's plain-http address (the template accepts https only). Each function handles one
 event at a time, like a single Lambda container.
 """
 
@@ -32,15 +33,14 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
 import boto3
 import requests
-from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from denoise_pipeline.adapters.capacity import CAPACITY_KEY
@@ -254,7 +254,6 @@ class LocalStack:
                 "AWS_SECRET_ACCESS_KEY": "local",
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
-                "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
         os.environ.pop("AWS_PROFILE", None)
@@ -264,10 +263,9 @@ class LocalStack:
 
     def _template_parameters(self) -> dict[str, str]:
         assert self.provider is not None
-        default_hosts = self.template.parameter_values({"MusicGptApiKey": "x"})["OutputHostAllowlist"]
+        default_hosts = self.template.document["Parameters"]["OutputHostAllowlist"]["Default"]
         return {
             "MusicGptApiKey": self.config.api_key,
-            "MusicGptApiUrl": self.provider.api_base_url,
             # The provider serves its outputs on loopback: allowed through the production setting, as an origin.
             "OutputHostAllowlist": f"{default_hosts},{self.provider.output_base_url}",
             "MaxParallelJobs": str(self.config.max_parallel_jobs),
@@ -276,38 +274,31 @@ class LocalStack:
         }
 
     def _route_input_notifications(self, session: boto3.session.Session) -> None:
-        """S3 → SQS with the same suffix filters as the SubmitFunction's S3 events."""
+        """S3 → EventBridge → the submit function, through the rule the template declares: moto matches the same
+        pattern; its target here is a queue the dispatcher reads (moto cannot invoke a Lambda function)."""
         assert self.resources is not None
         sqs = session.client("sqs")
         url = sqs.create_queue(QueueName=INPUT_EVENTS_QUEUE)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        configurations: list[Any] = []
-        for event in self.template.function("SubmitFunction")["Events"].values():
-            if event["Type"] == "S3":
-                rules = [dict(rule) for rule in event["Properties"]["Filter"]["S3Key"]["Rules"]]
-                configurations.append(
-                    {
-                        "QueueArn": arn,
-                        "Events": [str(event["Properties"]["Events"])],
-                        "Filter": {"Key": {"FilterRules": rules}},
-                    }
-                )
-        bucket = self.resources.ref(self.template.s3_event_bucket("SubmitFunction"))
-        session.client("s3").put_bucket_notification_configuration(
-            Bucket=bucket, NotificationConfiguration={"QueueConfigurations": configurations}
-        )
+        events = session.client("events")
+        for index, pattern in enumerate(self.template.event_patterns("SubmitFunction", self.resources)):
+            rule = f"{self.config.stack_name}-upload-{index}"
+            events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
+            events.put_targets(Rule=rule, Targets=[{"Id": "submit", "Arn": arn}])
         self._input_events_url = url
 
     def _configure_functions(self) -> None:
         assert self.resources is not None
+        assert self.provider is not None
         environment: dict[str, str] = {}
         for name in FUNCTIONS:
             environment |= self.template.function_environment(
-                name, self.resources, {"WEBHOOK_BASE_URL": self.gateway_url}
+                name,
+                self.resources,
+                {"WEBHOOK_BASE_URL": self.gateway_url, "MUSICGPT_API_URL": self.provider.api_base_url},
             )
         environment["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOCAL_LOG_LEVEL", "INFO")
         environment["COPY_RETRY_DELAY_SECONDS"] = str(self.config.retry_delay)  # Lambda waits minutes; here, seconds
-        assert self.provider is not None
         if self.provider.ca_bundle_path is not None:  # https outputs from the local CA, trusted through the setting
             environment["OUTPUT_CA_BUNDLE"] = str(self.provider.ca_bundle_path)
         os.environ.update(environment)
@@ -363,10 +354,7 @@ class LocalStack:
             for message in messages:
                 event = json.loads(message["Body"])
                 handle = message["ReceiptHandle"]
-                if event.get("Event") == "s3:TestEvent" or "Records" not in event:
-                    sqs.delete_message(QueueUrl=self._input_events_url, ReceiptHandle=handle)
-                    continue
-                _add_version_ids(event)
+                _as_eventbridge_sends_it(event)
                 try:
                     submit(event)
                 except Exception as exc:  # noqa: BLE001 - emulating Lambda's async retry of any error
@@ -513,20 +501,13 @@ class LocalStack:
         (self.config.state_dir / "state.json").write_text(json.dumps(self.state(), indent=2), encoding="utf-8")
 
 
-def _add_version_ids(event: dict[str, Any]) -> None:
-    """Real S3 puts `versionId` in events of versioned buckets; moto's notifications leave it out."""
-    s3 = boto3.client("s3")
-    for record in event["Records"]:
-        obj = record["s3"]["object"]
-        if "versionId" in obj:
-            continue
-        key = unquote_plus(obj["key"])
-        try:
-            head = s3.head_object(Bucket=record["s3"]["bucket"]["name"], Key=key, IfMatch=f'"{obj["eTag"]}"')
-        except ClientError:
-            continue  # overwritten or deleted since: deliver the event as moto made it
-        if head.get("VersionId"):
-            obj["versionId"] = head["VersionId"]
+def _as_eventbridge_sends_it(event: dict[str, Any]) -> None:
+    """moto's S3 event differs from the real one: `eTag` for `etag`, and `time` in epoch seconds, not ISO 8601."""
+    obj = event["detail"]["object"]
+    if "eTag" in obj:
+        obj["etag"] = obj.pop("eTag")
+    if isinstance(event.get("time"), int | float):
+        event["time"] = datetime.fromtimestamp(event["time"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _route_pattern(route: str) -> re.Pattern[str]:

@@ -58,6 +58,7 @@ class Template:
         return cls(load_yaml(path.read_text(encoding="utf-8")))
 
     def parameter_values(self, overrides: Mapping[str, str]) -> dict[str, str]:
+        """Defaults and overrides, each checked against the parameter's constraints as CloudFormation checks them."""
         values: dict[str, str] = {}
         for name, spec in self.document.get("Parameters", {}).items():
             if name in overrides:
@@ -66,6 +67,7 @@ class Template:
                 values[name] = str(spec["Default"])
             else:
                 raise TemplateError(f"parameter {name} has no default; pass it as an override")
+            _check_parameter(name, values[name], spec)
         unknown = set(overrides) - set(values)
         if unknown:
             raise TemplateError(f"unknown template parameters: {sorted(unknown)}")
@@ -118,11 +120,16 @@ class Template:
                 return str(queue["Fn::GetAtt"][0])
         raise TemplateError(f"{logical_id} has no SQS event")
 
-    def s3_event_bucket(self, logical_id: str) -> str:
-        for event in self.function(logical_id).get("Events", {}).values():
-            if event["Type"] == "S3":
-                return str(event["Properties"]["Bucket"]["Ref"])
-        raise TemplateError(f"{logical_id} has no S3 event")
+    def event_patterns(self, logical_id: str, stack: StackResources) -> list[dict[str, Any]]:
+        """The resolved event patterns of the function's EventBridgeRule events (on the default bus)."""
+        patterns = [
+            resolve(event["Properties"]["Pattern"], stack)
+            for event in self.function(logical_id).get("Events", {}).values()
+            if event["Type"] == "EventBridgeRule"
+        ]
+        if not patterns:
+            raise TemplateError(f"{logical_id} has no EventBridgeRule event")
+        return patterns
 
     def create(
         self,
@@ -168,6 +175,21 @@ class Template:
         return stack
 
 
+def _check_parameter(name: str, value: str, spec: Mapping[str, Any]) -> None:
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(str(pattern), value) is None:
+        raise TemplateError(f"parameter {name}={value!r} does not match {pattern}")
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(item) for item in allowed]:
+        raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+    if spec.get("Type") == "Number":
+        number = float(value)
+        if ("MinValue" in spec and number < float(spec["MinValue"])) or (
+            "MaxValue" in spec and number > float(spec["MaxValue"])
+        ):
+            raise TemplateError(f"parameter {name}={value} is outside [{spec.get('MinValue')}, {spec.get('MaxValue')}]")
+
+
 def _default_name(stack: StackResources, logical_id: str) -> str:
     return f"{stack.stack_name}-{logical_id}"
 
@@ -188,6 +210,10 @@ def _create_bucket(s3: Any, stack: StackResources, logical_id: str, props: Mappi
     s3.create_bucket(Bucket=name.lower())
     if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+        s3.put_bucket_notification_configuration(
+            Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
     stack.refs[logical_id] = name
     stack.attributes[logical_id] = {"Arn": f"arn:aws:s3:::{name}"}
 

@@ -1,7 +1,9 @@
 """Regenerate events/*.json: the sample events used by `sam local invoke -e` and by the tests.
 
 The webhook events carry a token signed with the test signing secret below (never a real one), for a job id
-derived from the sample upload, so they verify against the stack the tests build.
+derived from the sample upload, so they verify against the stack the tests build. events/env.json holds each
+function's environment as template.yaml resolves it in a deployed stack (`sam local invoke -n events/env.json`),
+with example physical names where AWS would generate them.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from pathlib import Path
 
 from denoise_pipeline.domain.source import SourceObject
 from denoise_pipeline.domain.tokens import sign
-from local.events import http_api_event, s3_put_record, scheduled_event, sqs_event
+from local.events import http_api_event, s3_object_created_event, s3_put_record, scheduled_event, sqs_event
+from local.template import ACCOUNT_ID, REGION, StackResources, Template, resolve
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 INPUT_BUCKET = "denoise-test-input-123456789012-us-east-1"
+EXAMPLE_STACK = "denoise-pipeline"
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
 SIGNING_SECRET = "test-signing-secret-not-for-production-0123456789"  # noqa: S105 - a test value
 SAMPLE_KEY = "uploads/My Song+(1) é.wav"
 SAMPLE_ETAG = "9b2cf535f27731c974343645a3985328"
@@ -33,6 +38,46 @@ def _webhook(job_id: str, token: str, payload: dict[str, object]) -> dict[str, o
     headers = {"content-type": "application/json", "user-agent": "python-requests/2.32.3"}
     path = f"/webhooks/{job_id}/{token}"
     return http_api_event("POST", path, ROUTE, {"job_id": job_id, "token": token}, headers, body, "34.201.10.20")
+
+
+def example_stack(template: Template) -> StackResources:
+    """The Ref and GetAtt values of a stack deployed as EXAMPLE_STACK, names AWS generates shown as examples."""
+    stack = StackResources(EXAMPLE_STACK, template.parameter_values({"MusicGptApiKey": "example-api-key"}))
+    for logical_id, resource in template.resources.items():
+        props, kind = resource.get("Properties", {}), resource["Type"]
+        generated = f"{EXAMPLE_STACK}-{logical_id}-EXAMPLE1A2B3C"
+        if kind == "AWS::S3::Bucket":
+            name = str(resolve(props["BucketName"], stack))
+            stack.refs[logical_id] = name
+            stack.attributes[logical_id] = {"Arn": f"arn:aws:s3:::{name}"}
+        elif kind == "AWS::DynamoDB::Table":
+            stack.refs[logical_id] = generated
+            stack.attributes[logical_id] = {"Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{generated}"}
+        elif kind == "AWS::SQS::Queue":
+            url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{generated}"
+            stack.refs[logical_id] = url
+            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{generated}"
+            stack.attributes[logical_id] = {"Arn": arn, "QueueName": generated, "QueueUrl": url}
+        elif kind == "AWS::SecretsManager::Secret":
+            arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:{logical_id}-EXAMPLE1A2B3C-AbCdEf"
+            stack.refs[logical_id] = arn
+            stack.attributes[logical_id] = {"Id": arn}
+        elif kind == "AWS::Events::EventBus":
+            name = str(resolve(props["Name"], stack))
+            stack.refs[logical_id] = name
+            stack.attributes[logical_id] = {
+                "Arn": f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/{name}",
+                "Name": name,
+            }
+        elif kind == "AWS::Serverless::HttpApi":
+            stack.refs[logical_id] = "a1b2c3d4e5"
+    return stack
+
+
+def environment_file() -> dict[str, dict[str, str]]:
+    template = Template.load()
+    stack = example_stack(template)
+    return {name: template.function_environment(name, stack) for name in FUNCTIONS}
 
 
 def main() -> None:
@@ -83,6 +128,13 @@ def main() -> None:
     admission_arn = "arn:aws:sqs:us-east-1:123456789012:denoise-test-AdmissionQueue"
     _write("sqs-admission.json", sqs_event(admission_arn, [("7a8b9c0d-admit-0001", json.dumps({"job_id": job_id}), 1)]))
     _write("schedule.json", scheduled_event())
+    _write(
+        "eventbridge-object-created.json",
+        s3_object_created_event(
+            INPUT_BUCKET, "uploads/Take 2.Mp3", 1_048_576, SAMPLE_ETAG, "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+        ),
+    )
+    _write("env.json", environment_file())
 
 
 if __name__ == "__main__":

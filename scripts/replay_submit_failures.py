@@ -1,18 +1,37 @@
-"""Replay S3 events whose submit failed after Lambda's retries (the SubmitFunction's on-failure queue).
+"""Replay upload events that never got submitted, from either queue that keeps them:
 
-Each message is a Lambda destination record; its `requestPayload` is the original S3 event. Replaying re-invokes
-the submit function asynchronously with that event: jobs already handled are recognised (same job id) and not
-submitted twice. A message is deleted only after its invocation was accepted.
+- `SubmitFailureQueueUrl` (the submit function's on-failure destination): each message is a Lambda destination
+  record whose `requestPayload` is the original event, kept after Lambda's two retries;
+- `UploadDeadLetterQueueUrl` (the upload rule's dead-letter queue): each message is the EventBridge event itself,
+  which EventBridge could not deliver to the function.
 
-    python scripts/replay_submit_failures.py --queue-url <SubmitFailureQueueUrl> --function-name <SubmitFunction>
+Replaying re-invokes the submit function asynchronously with the event: jobs already handled are recognised (same
+job id) and not submitted twice. A message is deleted only after its invocation was accepted.
+
+    python scripts/replay_submit_failures.py --queue-url <SubmitFailureQueueUrl> --function-name <SubmitFunctionName>
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import boto3
+
+
+def original_event(body: dict[str, Any]) -> tuple[dict[str, Any], list[str], str]:
+    """The event to replay, the object keys it names, and why it failed (as far as the message says)."""
+    if "requestPayload" in body:
+        event = body["requestPayload"]
+        reason = str(body.get("responsePayload", {}).get("errorMessage", ""))
+    else:
+        event, reason = body, "not delivered by EventBridge"
+    if "detail" in event:
+        keys = [str(event["detail"]["object"]["key"])]
+    else:
+        keys = [str(record["s3"]["object"]["key"]) for record in event.get("Records", [])]
+    return event, keys, reason
 
 
 def main() -> None:
@@ -28,10 +47,7 @@ def main() -> None:
         "Messages", []
     ):
         for message in messages:
-            record = json.loads(message["Body"])
-            event = record["requestPayload"]
-            keys = [r["s3"]["object"]["key"] for r in event.get("Records", [])]
-            reason = record.get("responsePayload", {}).get("errorMessage", "")
+            event, keys, reason = original_event(json.loads(message["Body"]))
             print(f"{'would replay' if args.dry_run else 'replaying'} {keys} (failed with: {reason[:120]})")
             if args.dry_run:
                 continue

@@ -24,7 +24,6 @@ from tests.s3_limits import S3LimitEnforcer, s3_limits_everywhere
 # Powertools reads these when a handler module is imported, which happens at collection, before any fixture.
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DenoisePipeline")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "denoise-pipeline")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 STACK_NAME = "denoise-test"
@@ -121,7 +120,6 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "DenoisePipeline",
         "POWERTOOLS_SERVICE_NAME": "denoise-pipeline",
         "POWERTOOLS_DEV": "false",

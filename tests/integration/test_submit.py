@@ -179,3 +179,24 @@ def test_missing_setting_fails_loudly_at_start(stack: Stack, monkeypatch: Any) -
     wiring.reset()
     with pytest.raises(SettingsError, match="JOBS_TABLE_NAME is required"):
         submit.handler(load_event("s3-put.json"), FakeContext())
+
+
+def test_eventbridge_object_created_event_submits_the_object_whatever_the_suffix_case(
+    stack: Stack, provider: ProviderDouble
+) -> None:
+    event = load_event("eventbridge-object-created.json")  # what the upload rule delivers: key "uploads/Take 2.Mp3"
+    obj = event["detail"]["object"]
+    put = stack.client("s3").put_object(Bucket=stack.input_bucket, Key=obj["key"], Body=AUDIO)
+    event["detail"]["bucket"]["name"] = stack.input_bucket
+    obj["version-id"], obj["etag"] = put["VersionId"], put["ETag"].strip('"')
+
+    submit.handler(event, FakeContext())
+
+    assert len(provider.submissions) == 1
+    (item,) = stack.job_items()
+    assert item["source_key"] == "uploads/Take 2.Mp3"
+    assert item["status"] == "SUBMITTED"
+    assert (
+        item["job_id"]
+        == SourceObject(stack.input_bucket, obj["key"], obj["size"], obj["etag"], put["VersionId"]).job_id
+    )

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -19,12 +19,11 @@ from ..domain.source import is_job_id
 from ..wiring import copy_deps
 from ..workflows.copy import Attempt, copy_outputs
 
-logger, tracer, metrics = Logger(child=True), Tracer(), Metrics()
+logger, metrics = Logger(child=True), Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 SAFETY_SECONDS = 30.0  # an attempt ends this long before the invocation would, to record its outcome
 
 
-@tracer.capture_method
 def copy_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     job_id = str(json.loads(record.body).get("job_id", ""))
     if not is_job_id(job_id):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -14,7 +14,7 @@ from ..workflows.submit import Outcome, SubmitDeps, handle_new_object
 from . import admission_worker, is_sqs_event
 from .upload_events import Unusable, read_uploads, set_aside
 
-logger, tracer, metrics = Logger(), Tracer(), Metrics()
+logger, metrics = Logger(), Metrics()
 METRIC = {  # a retried record is counted by the function's Errors metric
     Outcome.SUBMITTED: "JobsSubmitted",
     Outcome.ADOPTED: "JobsAdopted",
@@ -39,7 +39,6 @@ def submit_record(source: SourceObject, deps: SubmitDeps) -> dict[str, str | Non
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = submit_deps()  # a missing setting fails here, before any record
