@@ -189,6 +189,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print("local stack running (Ctrl-C to stop)")
     for name in ("moto_url", "provider_url", "gateway_url", "input_bucket", "output_bucket", "jobs_table", "log"):
         print(f"  {name:14} {state[name]}")
+    print(f"\nnot emulated here (deployed by CloudFormation only): {', '.join(state['not_emulated'])}")
     print("\ndrop a file with the AWS CLI:")
     print(f"  aws --endpoint-url {state['moto_url']} s3 cp file.wav s3://{state['input_bucket']}/")
     print("or: denoise-local drop file.wav")

@@ -371,14 +371,10 @@ class LocalStack:
 
     def _poll_event_queue(self, function: str) -> None:
         assert self.resources is not None
-        logical_queue = self.template.event_queue(function)
+        logical_queue, mapping = self.template.event_source(function)
         url = self.resources.ref(logical_queue)
         arn = self.resources.attributes[logical_queue]["Arn"]
-        batch_size = next(
-            int(event["Properties"].get("BatchSize", 10))
-            for event in self.template.function(function)["Events"].values()
-            if event["Type"] == "SQS"
-        )
+        batch_size = int(mapping.get("BatchSize", 10))
         sqs = boto3.client("sqs")
         runner = self.functions[function]
         while not self._stop.is_set():
@@ -495,6 +491,7 @@ class LocalStack:
             "output_bucket": self.resources.ref("OutputBucket"),
             "jobs_table": self.resources.ref("JobsTable"),
             "log": str(self.log_path),
+            "not_emulated": self.template.not_emulated(),
         }
 
     def _write_state(self) -> None:

@@ -1,13 +1,18 @@
-"""Read template.yaml and create its stateful resources on an emulated AWS (moto in-process or moto's server).
+"""Read template.yaml as `sam deploy` does and create its stateful resources on an emulated AWS (moto).
 
-Nothing here repeats the template: bucket names, the table's keys and index, queue settings, secrets and the bus
-come from the resource definitions, and each function's environment comes from Globals plus the function's own
-variables, resolved the way CloudFormation would (Ref, Fn::Sub, Fn::GetAtt, pseudo parameters).
+The template goes through the real SAM transform (aws-sam-translator), and everything the local stack knows comes
+from the CloudFormation it produces: bucket names, the table's keys and index, queue settings, secrets and the bus
+from the resource definitions; each function's handler, environment (Globals merged by SAM), timeout and reserved
+concurrency from its AWS::Lambda::Function; event sources from the generated event source mappings, rules, routes
+and schedule. Values are resolved the way CloudFormation would (Ref, Fn::Sub, Fn::GetAtt, pseudo parameters).
+`not_emulated()` names what of the transformed template the local stack does not emulate.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -17,17 +22,36 @@ from typing import Any
 
 import boto3
 from cfn_tools import load_yaml
+from samtranslator.translator.transform import transform
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
-EMULATED_TYPES = (
-    "AWS::S3::Bucket",
-    "AWS::DynamoDB::Table",
-    "AWS::SQS::Queue",
-    "AWS::SecretsManager::Secret",
-    "AWS::Events::EventBus",
-)
+EMULATED_TYPES = {
+    "AWS::S3::Bucket": "moto (versioning, EventBridge notifications)",
+    "AWS::DynamoDB::Table": "moto (keys, indexes; each request atomic)",
+    "AWS::SQS::Queue": "moto (redrive policies)",
+    "AWS::SecretsManager::Secret": "moto",
+    "AWS::Events::EventBus": "moto",
+    "AWS::Events::Rule": "moto matches the pattern; the target is invoked asynchronously by the stack",
+    "AWS::Lambda::Function": "the handler in this process, with the function's environment and concurrency",
+    "AWS::Lambda::EventSourceMapping": "polled into the function (batch size, partial batch responses)",
+    "AWS::Lambda::EventInvokeConfig": "two retries, then the on-failure queue",
+    "AWS::ApiGatewayV2::Api": "the webhook gateway (the routes of its OpenAPI body, payload v2)",
+    "AWS::ApiGatewayV2::Stage": "the gateway's $default stage",
+    "AWS::Scheduler::Schedule": "a short local interval instead of the expression",
+}
+"""What the local stack emulates of the transformed template, by resource type (and how)."""
+_PLACEHOLDER_CODE = "s3://local-stack/code.zip"  # what `sam package` would have put in CodeUri
+
+
+class _NoManagedPolicies:
+    """The transform asks IAM for managed policy ARNs only for policy names it must expand; ours has none."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
@@ -51,7 +75,8 @@ class StackResources:
 class Template:
     def __init__(self, document: Mapping[str, Any]) -> None:
         self.document = document
-        self.resources: Mapping[str, Any] = document["Resources"]
+        self.transformed = _transform(document)
+        self.resources: Mapping[str, Any] = self.transformed["Resources"]
 
     @classmethod
     def load(cls, path: Path = TEMPLATE_PATH) -> Template:
@@ -81,8 +106,9 @@ class Template:
         ]
 
     def function(self, logical_id: str) -> Mapping[str, Any]:
+        """The AWS::Lambda::Function properties SAM generated (Globals merged in)."""
         resource = self.resources[logical_id]
-        if resource["Type"] != "AWS::Serverless::Function":
+        if resource["Type"] != "AWS::Lambda::Function":
             raise TemplateError(f"{logical_id} is not a function")
         properties: Mapping[str, Any] = resource["Properties"]
         return properties
@@ -93,43 +119,52 @@ class Template:
     def function_environment(
         self, logical_id: str, stack: StackResources, overrides: Mapping[str, str] | None = None
     ) -> dict[str, str]:
-        """Globals + the function's own variables, resolved; `overrides` replace values that point at resources
-        the emulation does not have (the API Gateway URL)."""
+        """The function's variables, resolved; `overrides` replace values that point at what the emulation does
+        not have (the API Gateway URL) or refuses (an http provider URL)."""
         overrides = overrides or {}
-        global_vars = self.document.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-        own_vars = self.function(logical_id).get("Environment", {}).get("Variables", {})
-        merged = {**global_vars, **own_vars}
+        variables = self.function(logical_id).get("Environment", {}).get("Variables", {})
         return {
-            name: overrides[name] if name in overrides else str(resolve(value, stack)) for name, value in merged.items()
+            name: overrides[name] if name in overrides else str(resolve(value, stack))
+            for name, value in variables.items()
         }
 
     def http_routes(self, logical_id: str) -> list[tuple[str, str]]:
-        """(method, path) of the function's HttpApi events, e.g. ("POST", "/webhooks/{job_id}/{token}")."""
-        events = self.function(logical_id).get("Events", {})
-        return [
-            (str(event["Properties"]["Method"]).upper(), str(event["Properties"]["Path"]))
-            for event in events.values()
-            if event["Type"] == "HttpApi"
-        ]
+        """(method, path) of the HTTP API routes integrated with the function, from the generated OpenAPI body."""
+        routes = []
+        for _, api in self.resources_of_type("AWS::ApiGatewayV2::Api"):
+            for path, operations in api.get("Body", {}).get("paths", {}).items():
+                for method, operation in operations.items():
+                    uri = json.dumps(operation.get("x-amazon-apigateway-integration", {}).get("uri", ""))
+                    if f"${{{logical_id}.Arn}}" in uri or f'"{logical_id}", "Arn"' in uri:
+                        routes.append((method.upper(), str(path)))
+        return routes
 
-    def event_queue(self, logical_id: str) -> str:
-        """Logical id of the queue behind the function's SQS event."""
-        for event in self.function(logical_id).get("Events", {}).values():
-            if event["Type"] == "SQS":
-                queue = event["Properties"]["Queue"]
-                return str(queue["Fn::GetAtt"][0])
-        raise TemplateError(f"{logical_id} has no SQS event")
+    def event_source(self, logical_id: str) -> tuple[str, Mapping[str, Any]]:
+        """Logical id of the queue behind the function's event source mapping, and the mapping's properties."""
+        for _, mapping in self.resources_of_type("AWS::Lambda::EventSourceMapping"):
+            if mapping["FunctionName"] == {"Ref": logical_id}:
+                return str(mapping["EventSourceArn"]["Fn::GetAtt"][0]), mapping
+        raise TemplateError(f"{logical_id} has no event source mapping")
 
     def event_patterns(self, logical_id: str, stack: StackResources) -> list[dict[str, Any]]:
-        """The resolved event patterns of the function's EventBridgeRule events (on the default bus)."""
+        """The resolved event patterns of the rules that target the function."""
         patterns = [
-            resolve(event["Properties"]["Pattern"], stack)
-            for event in self.function(logical_id).get("Events", {}).values()
-            if event["Type"] == "EventBridgeRule"
+            resolve(rule["EventPattern"], stack)
+            for _, rule in self.resources_of_type("AWS::Events::Rule")
+            if any(target["Arn"] == {"Fn::GetAtt": [logical_id, "Arn"]} for target in rule.get("Targets", []))
         ]
         if not patterns:
-            raise TemplateError(f"{logical_id} has no EventBridgeRule event")
+            raise TemplateError(f"no rule targets {logical_id}")
         return patterns
+
+    def not_emulated(self) -> list[str]:
+        """Logical id and type of every transformed resource the local stack leaves out (roles, permissions,
+        policies, alarms, logs, the KMS key, the alarm topic)."""
+        return sorted(
+            f"{logical_id} ({resource['Type']})"
+            for logical_id, resource in self.resources.items()
+            if resource["Type"] not in EMULATED_TYPES
+        )
 
     def create(
         self,
@@ -173,6 +208,22 @@ class Template:
             stack.refs[logical_id] = name
             stack.attributes[logical_id] = {"Arn": arn, "Name": name}
         return stack
+
+
+def _transform(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The CloudFormation `sam deploy` would create, for the template's default parameter values."""
+    source = copy.deepcopy(dict(document))
+    source["Globals"]["Function"]["CodeUri"] = _PLACEHOLDER_CODE
+    previous_region = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = REGION  # the transform resolves AWS::Region for ARNs it writes
+    try:
+        result: dict[str, Any] = transform(source, {}, _NoManagedPolicies())
+    finally:
+        if previous_region is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = previous_region
+    return result
 
 
 def _check_parameter(name: str, value: str, spec: Mapping[str, Any]) -> None:

@@ -69,7 +69,7 @@ def example_stack(template: Template) -> StackResources:
                 "Arn": f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/{name}",
                 "Name": name,
             }
-        elif kind == "AWS::Serverless::HttpApi":
+        elif kind == "AWS::ApiGatewayV2::Api":
             stack.refs[logical_id] = "a1b2c3d4e5"
     return stack
 

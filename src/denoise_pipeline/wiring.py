@@ -2,6 +2,8 @@
 
 Nothing is built at import time, so a handler module imports without any environment; the first invocation reads
 the function's settings (a missing value fails it loudly) and builds the adapters, which later invocations reuse.
+What only the submit and reconcile functions use (the provider's HTTP client, input objects, the submit and
+reconcile workflows) is imported by the builders that need it, so the webhook function never loads it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ from botocore.config import Config
 
 from .adapters.capacity import CapacityGate, LookupBudget
 from .adapters.event_bus import EventPublisher
-from .adapters.input_objects import InputObjects
 from .adapters.job_store import JobStore
-from .adapters.musicgpt import MusicGptClient
 from .adapters.output_copier import OutputCopier, UrlPolicy
 from .adapters.queues import JobQueue
 from .adapters.reservations import Reservations
@@ -35,11 +35,13 @@ from .settings import (
 from .workflows.callback import CallbackDeps, LookupDeps, Recorder
 from .workflows.copy import CopyDeps
 from .workflows.lifecycle import Lifecycle
-from .workflows.reconcile import ReconcileDeps, ReconcilePolicy
-from .workflows.submit import SubmitDeps
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
+
+    from .adapters.musicgpt import MusicGptClient
+    from .workflows.reconcile import ReconcileDeps
+    from .workflows.submit import SubmitDeps
 
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
@@ -133,6 +135,8 @@ def copy_deps() -> CopyDeps:
 
 @built_once
 def reconcile_deps() -> ReconcileDeps:
+    from .workflows.reconcile import ReconcileDeps, ReconcilePolicy
+
     config = reconcile_settings()
     policy = ReconcilePolicy(
         stale_after=timedelta(seconds=config.stale_after_seconds),
@@ -169,6 +173,9 @@ def reset() -> None:
 
 # ---------------------------------------------------------------- shared pieces
 def _submit_deps(config: SubmittingSettings) -> SubmitDeps:
+    from .adapters.input_objects import InputObjects
+    from .workflows.submit import SubmitDeps
+
     store = _store(config.jobs_table)
     secrets = _secrets(config.secret_max_age_seconds)
     return SubmitDeps(
@@ -201,6 +208,8 @@ def _lifecycle(config: JobsSettings) -> Lifecycle:
 
 @built_once
 def _provider(config: ProviderSettings, secret_max_age: int) -> MusicGptClient:
+    from .adapters.musicgpt import MusicGptClient
+
     secrets = _secrets(secret_max_age)
     return MusicGptClient(
         config.api_url,

@@ -190,7 +190,13 @@ def test_denoise_local_up_serves_uploads_from_another_process(tmp_path: Path) ->
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        endpoints = Endpoints.from_state(json.loads((state_dir / "state.json").read_text()))
+        state = json.loads((state_dir / "state.json").read_text())
+        endpoints = Endpoints.from_state(state)
+        # What of the transformed template is not emulated is said, never silently ignored.
+        assert {"SubmitRole (AWS::IAM::Role)", "AlarmTopic (AWS::SNS::Topic)"} <= set(state["not_emulated"])
+        assert not any(
+            entry.startswith(("InputBucket ", "CopyQueue ", "SubmitFunction ")) for entry in state["not_emulated"]
+        )
         job_id = upload(endpoints, SAMPLES / "noisy_speech.wav", "cli/noisy.wav")
         assert wait_final(endpoints, [job_id])[job_id]["status"] == "COMPLETED"
         assert sorted(outputs(endpoints, "cli/noisy")) == sorted(OUTPUT_NAMES)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import tomllib
 from collections.abc import Iterator
@@ -15,8 +14,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
 
 from denoise_pipeline.domain.source import AUDIO_SUFFIXES
 from denoise_pipeline.settings import ReconcileSettings, SubmitSettings, WebhookSettings
@@ -48,18 +45,9 @@ NAMED = {
 }
 
 
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 @pytest.fixture(scope="module")
 def transformed() -> dict[str, Any]:
-    document = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
-    document["Globals"]["Function"]["CodeUri"] = "s3://artifacts/code.zip"  # what `sam package` puts there
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    result: dict[str, Any] = transform(document, {"MusicGptApiKey": "example-api-key"}, _NoManagedPolicies())
-    return result
+    return Template.load().transformed
 
 
 def _of_type(transformed: dict[str, Any], kind: str) -> Iterator[tuple[str, dict[str, Any]]]:

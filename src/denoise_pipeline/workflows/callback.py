@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from ..adapters.capacity import LookupBudget
 from ..adapters.job_store import JobStore
-from ..adapters.musicgpt import MusicGptClient
 from ..adapters.output_copier import CopyError, OutputRefused, UrlPolicy
 from ..adapters.queues import JobQueue
 from ..domain.callback import Accepted, CallbackResult, Confirming, Duplicate, Failed, Kept, Progress
@@ -25,6 +25,9 @@ from ..domain.job import WAITING_STATES, ErrorCode, Job, JobStatus, TransitionRe
 from ..domain.outcome import ConversionOutcome, Verdict
 from ..domain.refusals import CallbackRefused, ConflictingCallback, InvalidCallback, UnknownCallback
 from .lifecycle import Lifecycle
+
+if TYPE_CHECKING:  # the webhook function records callbacks but never calls the provider: no HTTP client import
+    from ..adapters.musicgpt import MusicGptClient
 
 logger = Logger(child=True)
 
