@@ -25,8 +25,13 @@ SAM = Path(sys.executable).parent / "sam"
 
 
 def stack_name_of(config_env: str) -> str:
-    config = tomllib.loads((REPO / "samconfig.toml").read_text(encoding="utf-8"))
-    return str(config[config_env]["global"]["parameters"]["stack_name"])
+    """The stack the environment deploys: `sam deploy --guided` saves its answer under deploy.parameters."""
+    config = tomllib.loads((REPO / "samconfig.toml").read_text(encoding="utf-8"))[config_env]
+    for command in ("deploy", "global"):
+        name = config.get(command, {}).get("parameters", {}).get("stack_name")
+        if name:
+            return str(name)
+    raise SystemExit(f"samconfig.toml has no stack_name for {config_env}; pass --stack-name")
 
 
 def empty_bucket(s3: Any, bucket: str) -> int:
@@ -50,14 +55,21 @@ def empty_bucket(s3: Any, bucket: str) -> int:
     return removed
 
 
-def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
-    (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+def physical_ids(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    """Logical id → physical id of what the stack holds; unlike Outputs, also there after a failed first create."""
+    ids: dict[str, str] = {}
+    for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name):
+        for resource in page["StackResourceSummaries"]:
+            if resource.get("PhysicalResourceId"):
+                ids[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+    return ids
 
 
-def empty_buckets(s3: Any, outputs: dict[str, str]) -> None:
-    for name in ("InputBucketName", "OutputBucketName"):
-        bucket = outputs[name]
+def empty_buckets(s3: Any, resources: dict[str, str]) -> None:
+    for name in ("InputBucket", "OutputBucket"):
+        bucket = resources.get(name)
+        if bucket is None:
+            continue
         try:
             print(f"emptying s3://{bucket}: {empty_bucket(s3, bucket)} versions removed")
         except ClientError as exc:
@@ -86,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     stack_name = args.stack_name or stack_name_of(args.config_env)
     session = boto3.session.Session(region_name=args.region)
     s3, cloudformation = session.client("s3"), session.client("cloudformation")
-    outputs = stack_outputs(cloudformation, stack_name)
+    resources = physical_ids(cloudformation, stack_name)
     for attempt in (1, 2):
-        empty_buckets(s3, outputs)
+        empty_buckets(s3, resources)
         command = [str(SAM), "delete", "--stack-name", stack_name, "--region", session.region_name, "--no-prompts"]
         if subprocess.run(command, check=False).returncode == 0:  # noqa: S603
             break
@@ -99,10 +111,13 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+    table = resources.get("JobsTable")
+    if table is None:
+        return 0
     if args.keep_jobs_table:
-        print(f"kept the jobs table {outputs['JobsTableName']} (delete it with aws dynamodb delete-table)")
+        print(f"kept the jobs table {table} (delete it with aws dynamodb delete-table)")
     else:
-        delete_table(session.client("dynamodb"), outputs["JobsTableName"])
+        delete_table(session.client("dynamodb"), table)
     return 0
 
 

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -205,6 +206,23 @@ def test_a_job_the_sweep_fails_on_is_isolated_then_failed_and_frees_its_slot(
     assert "ValueError" in failed["error_message"]
     assert poisoned["job_id"] not in slot_holders(stack)
     assert healthy["job_id"] in {job["job_id"] for job in stack.job_items()}
+
+
+def test_a_sweep_failing_beside_a_running_copy_never_counts_against_it(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    item = submitted(stack)
+    assert post_callback(item["job_id"], callback_payload(item["task_id"], serve_outputs(files)))["statusCode"] == 202
+    store = wiring.copy_deps().store
+    now = datetime.now(UTC)
+    assert store.claim_copy(item["job_id"], "worker-1", now + timedelta(minutes=10), 3, now) is not None
+
+    counts = [store.record_sweep_failure(item["job_id"], "SQS throttled", now) for _ in range(3)]
+
+    assert counts == [0, 0, 0]  # the copy holds its lease: the sweep's trouble is not this job's
+    assert "sweep_failures" not in job_by_key(stack, KEY)
+    later = now + timedelta(minutes=11)  # the lease expired: the worker died, failures count again
+    assert store.record_sweep_failure(item["job_id"], "SQS throttled", later) == 1
 
 
 @pytest.mark.parametrize("duration", [float("nan"), 1e200, 10**41])

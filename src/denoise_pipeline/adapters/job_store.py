@@ -380,14 +380,24 @@ class JobStore:
         )
 
     def record_sweep_failure(self, job_id: str, error: str, now: datetime | None = None) -> int:
-        """The reconciler failed on this job: count it (in a row) and keep the reason; returns the count."""
-        result = self._table.update_item(
-            Key={"job_id": job_id},
-            UpdateExpression="SET last_sweep_error = :error, updated_at = :now ADD sweep_failures :one",
-            ConditionExpression="attribute_exists(job_id)",
-            ExpressionAttributeValues={":error": error[:1000], ":now": iso(now or utc_now()), ":one": 1},
-            ReturnValues="UPDATED_NEW",
-        )
+        """The reconciler failed on this job: count it (in a row) and keep the reason; returns the count.
+
+        A job a submit or a copy is working on right now (its lease is live) is not counted: 0 is returned, so a
+        sweep that fails beside a running attempt never fails the job under it.
+        """
+        stamp = iso(now or utc_now())
+        try:
+            result = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET last_sweep_error = :error, updated_at = :now ADD sweep_failures :one",
+                ConditionExpression="attribute_exists(job_id)"
+                " AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                " AND (attribute_not_exists(copy_lease_until) OR copy_lease_until < :now)",
+                ExpressionAttributeValues={":error": error[:1000], ":now": stamp, ":one": 1},
+                ReturnValues="UPDATED_NEW",
+            )
+        except self._conditional_failure:
+            return 0
         return int(str(result["Attributes"]["sweep_failures"]))
 
     def clear_sweep_failures(self, job_id: str) -> None:

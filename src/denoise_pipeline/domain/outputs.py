@@ -48,7 +48,9 @@ def output_key(prefix: str, source_key: str, name: OutputName) -> str:
     """`<prefix><input key without extension>/<fixed name>`: never derived from a provider URL.
 
     When that is longer than S3 allows, the stem keeps as much of its start as fits, followed by `~` and 16 hex
-    digits of the whole source key's SHA-256: the same input always maps to the same keys, two inputs never share.
+    digits of the whole source key's SHA-256, so the same input always maps to the same keys. Inputs that differ
+    only in their extension (`song.wav`, `song.mp3`) share their outputs, as DESIGN.md's layout has it: the job
+    that finishes last wins, and each job item keeps its own output keys and source key.
     """
     stem = posixpath.splitext(source_key)[0]
     key = f"{prefix}{stem}/{name.file_name}"

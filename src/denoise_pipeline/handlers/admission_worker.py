@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from ..adapters.musicgpt import ProviderError
 from ..adapters.queues import Action, Request, read_request
+from ..domain.callback import Failed
 from ..domain.source import is_job_id
 from ..wiring import lookup_deps
 from ..workflows.callback import confirm_with_lookup
@@ -24,11 +25,10 @@ def process(event: dict[str, Any], deps: SubmitDeps) -> dict[str, Any]:
     failures, wake_up = [], False
     for record in SQSEvent(event).records:
         try:
-            request = read_request(record.body)
+            request: Request | None = read_request(record.body)
         except ValueError:
-            logger.error("dropped a message that is not ours", extra={"message_id": record.message_id})
-            continue
-        if not is_job_id(request.job_id):
+            request = None
+        if request is None or not is_job_id(request.job_id):
             logger.error("dropped a message without a valid job id", extra={"message_id": record.message_id})
             continue
         logger.set_correlation_id(request.job_id)
@@ -55,4 +55,6 @@ def _act(request: Request, deps: SubmitDeps) -> None:
             return
         if confirmation.outcome is not None and confirmation.outcome.surprises:
             metrics.add_metric(name="ProviderAnswersNotUnderstood", unit=MetricUnit.Count, value=1)
+        if isinstance(confirmation.result, Failed):
+            metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         logger.info("confirmed", extra={"result": type(confirmation.result).__name__})

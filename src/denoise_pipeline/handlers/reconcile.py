@@ -24,5 +24,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     metrics.add_metric(name="JobsTimedOut", unit=MetricUnit.Count, value=report["timed_out"])
     metrics.add_metric(name="SlotsRecovered", unit=MetricUnit.Count, value=report["slots_released"])
     metrics.add_metric(name="ReconcileJobErrors", unit=MetricUnit.Count, value=report["job_errors"])
-    metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=report["failed_by_sweep"])
+    failed = report["failed_by_sweep"] + report["failed_by_lookup"]
+    metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=failed)
     return report

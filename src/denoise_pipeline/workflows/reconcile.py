@@ -68,13 +68,13 @@ class _Sweep:
         """Run one job's part of the sweep in isolation; returns what it counted (0 when it failed)."""
         try:
             counted = action()
+            if sweep_failures:
+                self.deps.submit.store.clear_sweep_failures(job_id)
         except Exception as exc:  # noqa: BLE001 - one job's failure never stops the sweep; it is logged and counted
             logger.exception("the sweep failed on a job", extra={"job_id": job_id})
             self.report.job_errors += 1
             self._count_failure(job_id, f"{type(exc).__name__}: {exc}")
             return 0
-        if sweep_failures:
-            self.deps.submit.store.clear_sweep_failures(job_id)
         return counted
 
     def _count_failure(self, job_id: str, reason: str) -> None:
@@ -92,7 +92,10 @@ class _Sweep:
             logger.exception("could not record a sweep failure", extra={"job_id": job_id})
             return
         self.report.failed_by_sweep += 1
-        lifecycle.free_slot(job_id)
+        try:
+            lifecycle.free_slot(job_id)
+        except Exception:  # noqa: BLE001 - the job is final: a later sweep releases its slot as a leaked one
+            logger.exception("could not free the slot of a job the sweep failed", extra={"job_id": job_id})
         self.each(job_id, partial(_announce, failed, self.deps))
 
 
