@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 
 from ..adapters.capacity import LookupBudget
 from ..adapters.job_store import JobStore
-from ..adapters.output_copier import CopyError, OutputRefused, UrlPolicy
+from ..adapters.output_copier import OutputRefused, UrlPolicy
 from ..adapters.queues import JobQueue
 from ..domain.callback import Accepted, CallbackResult, Confirming, Duplicate, Failed, Kept, Progress
 from ..domain.job import WAITING_STATES, ErrorCode, Job, JobStatus, TransitionRejected
@@ -73,14 +73,14 @@ def accept_callback(job_id: str, outcome: ConversionOutcome, deps: CallbackDeps)
 
 
 def _refuse_unsafe_urls(outcome: ConversionOutcome, policy: UrlPolicy) -> None:
-    """SSRF guard before anything is written; the copier checks again at fetch time."""
+    """SSRF guard before anything is written: scheme, host and port against the allowlist. No DNS here, to keep the
+    ack path to one write and one send: the copier resolves each host once at fetch time, refuses non-public
+    addresses and connects to the address it checked."""
     for url in outcome.outputs.values():
         try:
-            policy.check_resolved(url)
+            policy.check(url)
         except OutputRefused as exc:
             raise InvalidCallback(f"output URL refused: {exc}") from exc
-        except CopyError:
-            continue  # a resolution hiccup is not a verdict; the copy resolves again and retries
 
 
 def record_outcome(job_id: str, outcome: ConversionOutcome, recorder: Recorder) -> CallbackResult:
