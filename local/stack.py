@@ -12,8 +12,11 @@
 
 Handlers get exactly the environment variables the template declares, resolved against the emulated resources;
 only the API Gateway URL (which has no emulation) is replaced by the gateway's address, and the provider's URL by
-the local provider's plain-http address (the template accepts https only). Each function handles one
-event at a time, like a single Lambda container.
+the local provider's plain-http address (the template accepts https only). A function runs as many events at once
+as Lambda would let it: its ReservedConcurrentExecutions from the template, else UNRESERVED_CONCURRENCY; the copy
+queue and the upload events are polled by up to SQS_POLLERS threads each, as Lambda starts that many pollers for a
+queue and runs asynchronous invocations side by side; the admission queue by one, which takes the wake-ups as they
+come (the template's batching window is not waited for).
 """
 
 from __future__ import annotations
@@ -49,13 +52,17 @@ from .atomic_dynamodb import serialise_dynamodb_requests
 from .events import http_api_event, scheduled_event, sqs_event
 from .provider.config import Behaviour, FlakyStep
 from .provider.server import LocalMusicGPT, ProviderConfig
-from .template import REGION, StackResources, Template
+from .template import REGION, StackResources, Template, resolve
 
 Handler = Callable[[dict[str, Any], Any], Any]
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
 INPUT_EVENTS_QUEUE = "local-input-notifications"
 _running_function = threading.local()  # which function (if any) this thread is executing, for call accounting
 ASYNC_ATTEMPTS = 3  # Lambda async invocation: the first try + MaximumRetryAttempts (2)
+UNRESERVED_CONCURRENCY = 10
+"""Concurrent invocations of a function without reserved concurrency (Lambda's account limit is far higher)."""
+SQS_POLLERS = 5
+"""Lambda's initial number of concurrent batches for a standard queue event source."""
 
 
 def free_port() -> int:
@@ -95,27 +102,37 @@ class LocalStackConfig:
 
 
 class _FunctionRunner:
-    """One function: its handler, loaded from the template's Handler, called one event at a time."""
+    """One function: its handler, loaded from the template's Handler, called with at most `concurrency` events at
+    once (a caller beyond that waits, as Lambda would throttle it)."""
 
-    def __init__(self, name: str, handler_path: str) -> None:
+    def __init__(self, name: str, handler_path: str, concurrency: int = 1) -> None:
         module_name, _, attribute = handler_path.rpartition(".")
         self.name = name
+        self.concurrency = concurrency
         self._handler: Handler = getattr(importlib.import_module(module_name), attribute)
-        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._counts = threading.Lock()
         self.invocations = 0
         self.errors = 0
 
     def __call__(self, event: dict[str, Any]) -> Any:
-        with self._lock:
-            self.invocations += 1
+        with self._slots:
+            with self._counts:
+                self.invocations += 1
             _running_function.name = self.name
             try:
                 return self._handler(event, _Context(self.name))
             except Exception:
-                self.errors += 1
+                with self._counts:
+                    self.errors += 1
                 raise
             finally:
                 _running_function.name = None
+
+
+class _GatewayServer(ThreadingHTTPServer):
+    request_queue_size = 128
+    """The provider's callbacks arrive together: socketserver's backlog of 5 would drop some connections."""
 
 
 class _HandlerOutput:
@@ -206,9 +223,13 @@ class LocalStack:
         self._route_input_notifications(session)
         self._configure_functions()
         if self.config.event_sources:
-            self._spawn(self._dispatch_input_events, "s3-dispatcher")
-            for function in ("WebhookFunction", "SubmitFunction"):
-                self._spawn(partial(self._poll_event_queue, function), f"{function}-sqs")
+            for dispatcher in range(min(SQS_POLLERS, self.functions["SubmitFunction"].concurrency)):
+                self._spawn(self._dispatch_input_events, f"s3-dispatcher-{dispatcher}")
+            # Copies are independent jobs: polled side by side. Admission wake-ups all compete for the same queued
+            # jobs (a lost claim still costs a write): one poller takes them as they come, up to a batch at once.
+            for function, pollers in (("WebhookFunction", SQS_POLLERS), ("SubmitFunction", 1)):
+                for poller in range(min(pollers, self.functions[function].concurrency)):
+                    self._spawn(partial(self._poll_event_queue, function), f"{function}-sqs-{poller}")
             self._spawn(self._run_schedule, "reconcile-schedule")
         self._write_state()
         return self
@@ -303,7 +324,7 @@ class LocalStack:
             environment["OUTPUT_CA_BUNDLE"] = str(self.provider.ca_bundle_path)
         os.environ.update(environment)
         for name in FUNCTIONS:
-            self.functions[name] = _FunctionRunner(name, self.template.handler(name))
+            self.functions[name] = _FunctionRunner(name, self.template.handler(name), self._concurrency(name))
         from denoise_pipeline import wiring
 
         wiring.reset()
@@ -317,6 +338,12 @@ class LocalStack:
         # Metrics are EMF lines printed to stdout, as in Lambda: send a handler thread's prints to the log too.
         self._stdout = sys.stdout
         sys.stdout = _HandlerOutput(self._stdout, log_file)
+
+    def _concurrency(self, name: str) -> int:
+        """The function's reserved concurrency from the template, else UNRESERVED_CONCURRENCY."""
+        assert self.resources is not None
+        reserved = self.template.function(name).get("ReservedConcurrentExecutions")
+        return UNRESERVED_CONCURRENCY if reserved is None else int(resolve(reserved, self.resources))
 
     def _count_call(self, model: Any, params: Any = None, **kwargs: Any) -> None:
         function = getattr(_running_function, "name", None)
@@ -473,7 +500,7 @@ class LocalStack:
                 self.wfile.write(data)
 
         port = self.config.gateway_port or free_port()
-        self._gateway = ThreadingHTTPServer(("127.0.0.1", port), Gateway)
+        self._gateway = _GatewayServer(("127.0.0.1", port), Gateway)
         self._gateway.daemon_threads = True
         self.gateway_url = f"http://127.0.0.1:{port}"
         self._spawn(self._gateway.serve_forever, "webhook-gateway")

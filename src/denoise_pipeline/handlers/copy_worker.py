@@ -1,5 +1,5 @@
 """The webhook function's second door: the copy queue. Each message is one copy attempt with a deadline inside the
-invocation; every failure is logged with job id, attempt and reason, and counted (CopyFailures)."""
+invocation; every failure is logged and counted (CopyFailures). One batch processor per invocation (it holds state)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from ..wiring import copy_deps
 from ..workflows.copy import Attempt, copy_outputs
 
 logger, metrics = Logger(child=True), Metrics()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 SAFETY_SECONDS = 30.0  # an attempt ends this long before the invocation would, to record its outcome
 
 
@@ -56,4 +55,5 @@ def copy_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
 
 
 def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return dict(process_partial_response(event=event, record_handler=copy_record, processor=processor, context=context))
