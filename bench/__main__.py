@@ -1,7 +1,12 @@
-"""`python -m bench` (`make bench`): run every benchmark, write bench/results.md and print it."""
+"""`python -m bench` (`make bench`): run every benchmark, write bench/results.md and print it.
+
+`python -m bench --only copy burst --repetitions 2` runs some suites with fewer repetitions and prints their
+figures without touching results.md (a partial or shortened run is not the recorded result)."""
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
 import subprocess
 import sys
@@ -80,24 +85,37 @@ def engine() -> tuple[list[Figure], list[str]]:
     return figures, notes
 
 
+SUITES: dict[str, Callable[[], tuple[list[Figure], list[str]]]] = {
+    "cold-import": cold_import.run,
+    "webhook-ack": webhook_ack.run,
+    "copy": copy_throughput.run,
+    "burst": burst.run,
+    "engine": engine,
+}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(SUITES), help="run only these suites; results.md is kept")
+    parser.add_argument("--repetitions", type=int, help="repetitions per repeated suite (default: each suite's own)")
+    args = parser.parse_args()
     started = time.monotonic()
-    suites: list[tuple[str, Callable[[], tuple[list[Figure], list[str]]]]] = [
-        ("cold import", cold_import.run),
-        ("webhook ack", webhook_ack.run),
-        ("copy", copy_throughput.run),
-        ("burst and cost per job", burst.run),
-        ("local engine", engine),
-    ]
     figures: list[Figure] = []
     notes: list[str] = []
-    for name, suite in suites:
+    for name in args.only or SUITES:
+        suite = SUITES[name]
         print(f"running {name}...", file=sys.stderr, flush=True)
-        suite_figures, suite_notes = suite()
+        if args.repetitions and "repetitions" in inspect.signature(suite).parameters:
+            suite_figures, suite_notes = suite(repetitions=args.repetitions)  # type: ignore[call-arg]
+        else:
+            suite_figures, suite_notes = suite()
+        for figure in suite_figures:
+            print(figure.line(), file=sys.stderr, flush=True)
         figures += suite_figures
         notes += suite_notes
     report = render(figures, notes, time.monotonic() - started)
-    RESULTS.write_text(report, encoding="utf-8")
+    if not args.only and not args.repetitions:
+        RESULTS.write_text(report, encoding="utf-8")
     print(report)
 
 
