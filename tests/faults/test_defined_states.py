@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -17,7 +18,11 @@ import pytest
 
 from denoise_pipeline import wiring
 from denoise_pipeline.adapters.event_bus import EventPublishError
+from denoise_pipeline.adapters.output_copier import CopyDeadlineExceeded
+from denoise_pipeline.domain.outputs import OutputName
 from denoise_pipeline.domain.tokens import sign
+from denoise_pipeline.handlers import copy_worker
+from denoise_pipeline.workflows.copy import OutputTransfer, stage_and_promote
 from local.events import s3_put_record
 from tests.conftest import SIGNING_SECRET, STACK_NAME, FakeContext, Stack
 from tests.faults.harness import (
@@ -137,6 +142,22 @@ def test_requeues_never_buy_more_attempts_than_max_copy_attempts(
     assert item["copy_attempts"] == 3
     assert files.hits.count("/out/noise") == 3
     assert_settled(stack)
+
+
+def test_the_reconciler_leaves_a_failed_copy_alone_until_its_retry_is_due(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deps = dataclasses.replace(wiring.copy_deps(), retry_delay_seconds=600)
+    monkeypatch.setattr(copy_worker, "copy_deps", lambda: deps)
+    copying(stack, files, noise_wav="404")
+    run_queue(stack, "CopyQueue")  # attempt 1 fails; its retry is due in 10 minutes
+    assert job_by_key(stack, KEY)["copy_attempts"] == 1
+    wait_until_stale()
+
+    report = run_reconciler()
+
+    assert report["copies_requeued"] == 0  # the back-off holds: no attempt is spent before the retry is due
+    assert job_by_key(stack, KEY)["copy_attempts"] == 1
 
 
 def test_no_output_is_visible_before_all_of_a_jobs_outputs_are_in_place(
@@ -342,7 +363,8 @@ def test_a_trickling_output_ends_at_the_attempts_deadline_counted_and_retried(
     assert item["status"] == "COPYING"
     assert item["copy_attempts"] == 1
     assert "deadline" in item["last_copy_error"]
-    assert "copy_lease_until" not in item
+    assert "copy_owner" not in item  # the attempt let go; its lease only covers the back-off (0 s in this suite)
+    assert datetime.fromisoformat(item["copy_lease_until"]) <= datetime.now(UTC)
     assert len(stack.drain("CopyQueue")) == 1  # queued again
     assert_settled(stack, allowed=frozenset({"COPYING"}))
 
@@ -402,3 +424,23 @@ def run_copy_message(body: dict[str, Any]) -> Any:
 
     arn = f"arn:aws:sqs:us-east-1:123456789012:{STACK_NAME}-CopyQueue"
     return webhook.handler(sqs_event(arn, [("m-1", json.dumps(body), 1)]), FakeContext())
+
+
+def test_promotion_never_starts_when_it_could_not_end_before_the_invocation(
+    stack: Stack, files: OutputFileServer
+) -> None:
+    urls = serve_outputs(files)
+    deps = wiring.copy_deps()
+    transfers = [
+        OutputTransfer(urls[name.value], f".staging/job/{name.file_name}", f"denoised/x/{name.file_name}", "audio/wav")
+        for name in OutputName
+    ]
+    soon = time.monotonic() + 0.001  # a promotion of these bytes at 100 MiB/s needs longer than that
+
+    with pytest.raises(CopyDeadlineExceeded, match="too little time to promote"):
+        stage_and_promote(deps.copier, deps.output_bucket, transfers, {"job-id": "j"}, time.monotonic() + 30, soon)
+
+    final_keys = [
+        obj["Key"] for obj in stack.client("s3").list_objects_v2(Bucket=deps.output_bucket).get("Contents", [])
+    ]
+    assert not any(key.startswith("denoised/") for key in final_keys)  # nothing promoted, so nothing half-visible

@@ -368,14 +368,20 @@ class JobStore:
             return None
         return job_from_item(result["Attributes"])
 
-    def end_copy_attempt(self, job_id: str, owner: str, error: str) -> None:
-        """A copy attempt failed: keep its reason and give the lease back (only the owner's own lease)."""
+    def end_copy_attempt(self, job_id: str, owner: str, error: str, retry_at: datetime) -> None:
+        """A copy attempt failed: keep its reason, and hold the lease (without an owner) until its retry is due, so
+        the reconciler does not queue another attempt during the back-off (only the owner's own lease)."""
         self._update(
             job_id,
             None,
-            "SET last_copy_error = :error REMOVE copy_lease_until, copy_owner",
+            "SET last_copy_error = :error, copy_lease_until = :retry REMOVE copy_owner",
             "#s = :copying AND copy_owner = :owner",
-            {":error": error[:1000], ":owner": owner, ":copying": JobStatus.COPYING.value},
+            {
+                ":error": error[:1000],
+                ":owner": owner,
+                ":retry": iso(retry_at),
+                ":copying": JobStatus.COPYING.value,
+            },
             quiet=True,
         )
 

@@ -20,7 +20,7 @@ from ..wiring import copy_deps
 from ..workflows.copy import Attempt, copy_outputs
 
 logger, metrics = Logger(child=True), Metrics()
-SAFETY_SECONDS = 30.0  # an attempt ends this long before the invocation would, to record its outcome
+SAFETY_SECONDS, RECORD_SECONDS = 30.0, 10.0  # before the invocation ends: staging ends, then promotion ends
 
 
 def copy_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
@@ -29,9 +29,10 @@ def copy_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
         logger.error("dropped a copy message without a valid job id", extra={"message_id": record.message_id})
         return
     logger.set_correlation_id(job_id)
-    deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS
+    ends = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000
+    attempt = Attempt(uuid.uuid4().hex, ends - SAFETY_SECONDS, ends - RECORD_SECONDS)
     try:
-        report = copy_outputs(job_id, Attempt(uuid.uuid4().hex, deadline), copy_deps())
+        report = copy_outputs(job_id, attempt, copy_deps())
     except Exception:  # the attempt could not even be recorded (table or queue unreachable): SQS delivers it again
         logger.exception("copy message failed", extra={"receive_count": record.attributes.approximate_receive_count})
         metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)

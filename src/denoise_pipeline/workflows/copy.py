@@ -20,7 +20,7 @@ from datetime import timedelta
 from aws_lambda_powertools import Logger
 
 from ..adapters.job_store import JobStore
-from ..adapters.output_copier import CopyError, OutputCopier, OutputRefused, OutputTooLarge
+from ..adapters.output_copier import CopyDeadlineExceeded, CopyError, OutputCopier, OutputRefused, OutputTooLarge
 from ..adapters.queues import JobQueue
 from ..clock import from_iso, utc_now
 from ..domain.job import ErrorCode, Job, JobStatus, TransitionRejected
@@ -31,6 +31,9 @@ logger = Logger(child=True)
 LEASE_MARGIN_SECONDS = 60.0
 """A lease outlives its attempt's deadline by this much, so no second attempt starts while the first winds up."""
 MAX_RETRY_DELAY_SECONDS = 900.0
+PROMOTE_BYTES_PER_SECOND = 100 * 1024 * 1024
+"""A conservative rate for S3's server-side copy (UploadPartCopy, 512 MiB parts side by side): promotion starts only
+when the staged bytes can be promoted at this rate before the attempt's `promote_by`."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,9 @@ class Attempt:
     owner: str
     """Who holds the copy lease during this attempt (unique per attempt)."""
     deadline: float
-    """`time.monotonic()` value by which the attempt must end."""
+    """`time.monotonic()` value by which staging must end."""
+    promote_by: float | None = None
+    """`time.monotonic()` value by which promotion must end (before the invocation does); None: no limit."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ def copy_outputs(job_id: str, attempt: Attempt, deps: CopyDeps) -> CopyReport | 
     if claimed is None:
         return _settle_unclaimed(job_id, deps)
     try:
-        keys, total = _copy_all(claimed, attempt.deadline, deps)
+        keys, total = _copy_all(claimed, attempt, deps)
     except (OutputRefused, OutputTooLarge) as exc:  # retrying cannot help
         _clean_up(claimed, deps)
         code = ErrorCode.OUTPUT_TOO_LARGE if isinstance(exc, OutputTooLarge) else ErrorCode.OUTPUT_REFUSED
@@ -101,7 +106,7 @@ def _settle_unclaimed(job_id: str, deps: CopyDeps) -> CopyReport | None:
     return _fail(job, ErrorCode.COPY_FAILED, message, deps)
 
 
-def _copy_all(job: Job, deadline: float, deps: CopyDeps) -> tuple[dict[str, str], int]:
+def _copy_all(job: Job, attempt: Attempt, deps: CopyDeps) -> tuple[dict[str, str], int]:
     """Stage every output, then promote them all: none is visible under its final key before all are staged."""
     transfers = {
         name.value: OutputTransfer(
@@ -114,7 +119,9 @@ def _copy_all(job: Job, deadline: float, deps: CopyDeps) -> tuple[dict[str, str]
         if job.output_urls.get(name.value)
     }
     metadata = output_metadata(job.job_id, job.task_id or "", job.source_key)
-    total = stage_and_promote(deps.copier, deps.output_bucket, list(transfers.values()), metadata, deadline)
+    total = stage_and_promote(
+        deps.copier, deps.output_bucket, list(transfers.values()), metadata, attempt.deadline, attempt.promote_by
+    )
     return {name: transfer.final_key for name, transfer in transfers.items()}, total
 
 
@@ -127,13 +134,20 @@ class OutputTransfer:
 
 
 def stage_and_promote(
-    copier: OutputCopier, bucket: str, transfers: Sequence[OutputTransfer], metadata: dict[str, str], deadline: float
+    copier: OutputCopier,
+    bucket: str,
+    transfers: Sequence[OutputTransfer],
+    metadata: dict[str, str],
+    deadline: float,
+    promote_by: float | None = None,
 ) -> int:
     """Copy every output to its staging key at once, then promote them all at once; returns the bytes copied.
 
     Concurrent, so a job takes about as long as its largest output rather than the sum of all four. Every copy runs
     to its end (success, failure or the shared deadline) before anything is promoted or raised; when some failed,
     the one raised is a permanent refusal if there is one (retrying cannot help), else the first in output order.
+    Promotion starts only if it can end by `promote_by`: a promotion cut off by Lambda would leave some outputs
+    visible and others not.
     """
     copied = _all_or_raise(
         lambda t: copier.copy(
@@ -141,8 +155,12 @@ def stage_and_promote(
         ),
         transfers,
     )
+    staged = sum(copied)
+    if promote_by is not None and time.monotonic() + staged / PROMOTE_BYTES_PER_SECOND > promote_by:
+        left = max(0.0, promote_by - time.monotonic())
+        raise CopyDeadlineExceeded(f"{staged} bytes staged with {left:.0f} s left: too little time to promote them all")
     _all_or_raise(lambda t: copier.promote(bucket, t.staging_key, t.final_key), transfers)
-    return sum(copied)
+    return staged
 
 
 def _all_or_raise[T](step: Callable[[OutputTransfer], T], transfers: Sequence[OutputTransfer]) -> list[T]:
@@ -161,10 +179,12 @@ def _all_or_raise[T](step: Callable[[OutputTransfer], T], transfers: Sequence[Ou
 def _attempt_failed(job: Job, attempt: Attempt, exc: Exception, deps: CopyDeps) -> CopyReport | None:
     reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CopyError) else str(exc)
     _clean_up(job, deps)
-    deps.store.end_copy_attempt(job.job_id, attempt.owner, reason)
+    delay = min(MAX_RETRY_DELAY_SECONDS, deps.retry_delay_seconds * 2 ** (job.copy_attempts - 1))
+    # The lease runs out a second before the retry arrives, so the retry can take it.
+    retry_at = utc_now() + timedelta(seconds=max(0.0, delay - 1.0))
+    deps.store.end_copy_attempt(job.job_id, attempt.owner, reason, retry_at)
     if job.copy_attempts >= deps.max_attempts:
         return _fail(job, ErrorCode.COPY_FAILED, f"copy failed after {job.copy_attempts} attempts: {reason}", deps)
-    delay = min(MAX_RETRY_DELAY_SECONDS, deps.retry_delay_seconds * 2 ** (job.copy_attempts - 1))
     deps.copy_queue.enqueue(job.job_id, delay_seconds=delay)
     return CopyReport(job, 0, job.copy_attempts, failure=reason)
 
