@@ -28,6 +28,7 @@ import soundfile as sf
 from local.provider.server import LocalMusicGPT, ProviderStats
 from local.stack import LocalStack, LocalStackConfig
 
+from .aws_calls import AwsCalls
 from .repeat import Spread, percentile
 from .report import Figure
 
@@ -153,7 +154,8 @@ def _drain(files: int, timeout: float) -> Drain:
         with LocalStack(config) as stack:
             assert stack.resources is not None
             assert stack.provider is not None
-            s3 = boto3.client("s3")
+            calls = AwsCalls.attach()
+            s3 = boto3.session.Session().client("s3")  # the uploader's own session: its calls are not counted
             bucket = stack.resources.ref("InputBucket")
             started = time.monotonic()
             with ThreadPoolExecutor(max_workers=8) as pool:
@@ -180,7 +182,7 @@ def _drain(files: int, timeout: float) -> Drain:
                 _dead_letters(stack),
                 stack.provider.stats(),
                 watch.gaps(),
-                Counter(stack.aws_calls),
+                Counter(calls.counts),
                 {name: runner.invocations for name, runner in stack.functions.items()},
             )
 

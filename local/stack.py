@@ -46,8 +46,6 @@ import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
-from denoise_pipeline.adapters.capacity import CAPACITY_KEY
-
 from .atomic_dynamodb import serialise_dynamodb_requests
 from .events import http_api_event, scheduled_event, sqs_event
 from .provider.config import Behaviour, FlakyStep
@@ -57,12 +55,17 @@ from .template import REGION, StackResources, Template, resolve
 Handler = Callable[[dict[str, Any], Any], Any]
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
 INPUT_EVENTS_QUEUE = "local-input-notifications"
-_running_function = threading.local()  # which function (if any) this thread is executing, for call accounting
+_running_function = threading.local()  # which function (if any) this thread is executing
 ASYNC_ATTEMPTS = 3  # Lambda async invocation: the first try + MaximumRetryAttempts (2)
 UNRESERVED_CONCURRENCY = 10
 """Concurrent invocations of a function without reserved concurrency (Lambda's account limit is far higher)."""
 SQS_POLLERS = 5
 """Lambda's initial number of concurrent batches for a standard queue event source."""
+
+
+def running_function() -> str | None:
+    """The function whose handler the calling thread is running, if any."""
+    return getattr(_running_function, "name", None)
 
 
 def free_port() -> int:
@@ -182,9 +185,6 @@ class LocalStack:
         self.moto_url = ""
         self.gateway_url = ""
         self.failures: Counter[str] = Counter()
-        self.aws_calls: Counter[tuple[str, str, str, str]] = Counter()
-        """(function, service, operation, item) → calls made by handler code (not by the emulation itself);
-        item is "capacity" for the capacity record of the jobs table, else empty."""
         self.log_path = self.config.state_dir / "lambda.log"
         self._saved_environment: dict[str, str] = {}
         self._stdout: Any = sys.stdout
@@ -280,7 +280,6 @@ class LocalStack:
         os.environ.pop("AWS_PROFILE", None)
         boto3.setup_default_session()
         assert boto3.DEFAULT_SESSION is not None
-        boto3.DEFAULT_SESSION.events.register("before-call", self._count_call)
 
     def _template_parameters(self) -> dict[str, str]:
         assert self.provider is not None
@@ -344,15 +343,6 @@ class LocalStack:
         assert self.resources is not None
         reserved = self.template.function(name).get("ReservedConcurrentExecutions")
         return UNRESERVED_CONCURRENCY if reserved is None else int(resolve(reserved, self.resources))
-
-    def _count_call(self, model: Any, params: Any = None, **kwargs: Any) -> None:
-        function = getattr(_running_function, "name", None)
-        if function is None and threading.current_thread().name.startswith("ThreadPoolExecutor"):
-            function = "WebhookFunction"  # s3transfer's worker threads: only the copier uses managed transfers
-        if function:
-            body = params.get("body") if isinstance(params, dict) else None
-            item = "capacity" if isinstance(body, bytes | str) and CAPACITY_KEY in str(body) else ""
-            self.aws_calls[(function, model.service_model.service_name, model.name, item)] += 1
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
