@@ -16,7 +16,7 @@ the local provider's plain-http address (the template accepts https only). A fun
 as Lambda would let it: its ReservedConcurrentExecutions from the template, else UNRESERVED_CONCURRENCY; the copy
 queue and the upload events are polled by up to SQS_POLLERS threads each, as Lambda starts that many pollers for a
 queue and runs asynchronous invocations side by side; the admission queue by one, which takes the wake-ups as they
-come (the template's batching window is not waited for).
+come (the template gives it no batching window either).
 """
 
 from __future__ import annotations
