@@ -12,11 +12,12 @@
 
 Handlers get exactly the environment variables the template declares, resolved against the emulated resources;
 only the API Gateway URL (which has no emulation) is replaced by the gateway's address, and the provider's URL by
-the local provider's plain-http address (the template accepts https only). A function runs as many events at once
-as Lambda would let it: its ReservedConcurrentExecutions from the template, else UNRESERVED_CONCURRENCY; the copy
-queue and the upload events are polled by up to SQS_POLLERS threads each, as Lambda starts that many pollers for a
-queue and runs asynchronous invocations side by side; the admission queue by one, which takes the wake-ups as they
-come (the template gives it no batching window either).
+the local provider's plain-http address (the template accepts https only). Each function handles one event at a
+time, like a single Lambda execution environment: its handlers share one process here, and Powertools keeps each
+invocation's state in module globals (the HTTP resolver's current event, the logger's keys, the metrics buffer),
+which Lambda never shares between concurrent invocations. Run side by side as threads, a callback was answered
+with another callback's body (409s in a burst). Real concurrency needs one process per execution environment.
+The admission queue's wake-ups are taken as they come (the template gives it no batching window either).
 """
 
 from __future__ import annotations
@@ -50,17 +51,13 @@ from .atomic_dynamodb import serialise_dynamodb_requests
 from .events import http_api_event, scheduled_event, sqs_event
 from .provider.config import Behaviour, FlakyStep
 from .provider.server import LocalMusicGPT, ProviderConfig
-from .template import REGION, StackResources, Template, resolve
+from .template import REGION, StackResources, Template
 
 Handler = Callable[[dict[str, Any], Any], Any]
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
 INPUT_EVENTS_QUEUE = "local-input-notifications"
 _running_function = threading.local()  # which function (if any) this thread is executing
 ASYNC_ATTEMPTS = 3  # Lambda async invocation: the first try + MaximumRetryAttempts (2)
-UNRESERVED_CONCURRENCY = 10
-"""Concurrent invocations of a function without reserved concurrency (Lambda's account limit is far higher)."""
-SQS_POLLERS = 5
-"""Lambda's initial number of concurrent batches for a standard queue event source."""
 
 
 def running_function() -> str | None:
@@ -105,29 +102,25 @@ class LocalStackConfig:
 
 
 class _FunctionRunner:
-    """One function: its handler, loaded from the template's Handler, called with at most `concurrency` events at
-    once (a caller beyond that waits, as Lambda would throttle it)."""
+    """One function: its handler, loaded from the template's Handler, called one event at a time (see the module's
+    docstring for why); a caller waits its turn, as a throttled event would."""
 
-    def __init__(self, name: str, handler_path: str, concurrency: int = 1) -> None:
+    def __init__(self, name: str, handler_path: str) -> None:
         module_name, _, attribute = handler_path.rpartition(".")
         self.name = name
-        self.concurrency = concurrency
         self._handler: Handler = getattr(importlib.import_module(module_name), attribute)
-        self._slots = threading.BoundedSemaphore(concurrency)
-        self._counts = threading.Lock()
+        self._lock = threading.Lock()
         self.invocations = 0
         self.errors = 0
 
     def __call__(self, event: dict[str, Any]) -> Any:
-        with self._slots:
-            with self._counts:
-                self.invocations += 1
+        with self._lock:
+            self.invocations += 1
             _running_function.name = self.name
             try:
                 return self._handler(event, _Context(self.name))
             except Exception:
-                with self._counts:
-                    self.errors += 1
+                self.errors += 1
                 raise
             finally:
                 _running_function.name = None
@@ -223,13 +216,9 @@ class LocalStack:
         self._route_input_notifications(session)
         self._configure_functions()
         if self.config.event_sources:
-            for dispatcher in range(min(SQS_POLLERS, self.functions["SubmitFunction"].concurrency)):
-                self._spawn(self._dispatch_input_events, f"s3-dispatcher-{dispatcher}")
-            # Copies are independent jobs: polled side by side. Admission wake-ups all compete for the same queued
-            # jobs (a lost claim still costs a write): one poller takes them as they come, up to a batch at once.
-            for function, pollers in (("WebhookFunction", SQS_POLLERS), ("SubmitFunction", 1)):
-                for poller in range(min(pollers, self.functions[function].concurrency)):
-                    self._spawn(partial(self._poll_event_queue, function), f"{function}-sqs-{poller}")
+            self._spawn(self._dispatch_input_events, "upload-dispatcher")
+            for function in ("WebhookFunction", "SubmitFunction"):
+                self._spawn(partial(self._poll_event_queue, function), f"{function}-sqs")
             self._spawn(self._run_schedule, "reconcile-schedule")
         self._write_state()
         return self
@@ -323,7 +312,7 @@ class LocalStack:
             environment["OUTPUT_CA_BUNDLE"] = str(self.provider.ca_bundle_path)
         os.environ.update(environment)
         for name in FUNCTIONS:
-            self.functions[name] = _FunctionRunner(name, self.template.handler(name), self._concurrency(name))
+            self.functions[name] = _FunctionRunner(name, self.template.handler(name))
         from denoise_pipeline import wiring
 
         wiring.reset()
@@ -337,12 +326,6 @@ class LocalStack:
         # Metrics are EMF lines printed to stdout, as in Lambda: send a handler thread's prints to the log too.
         self._stdout = sys.stdout
         sys.stdout = _HandlerOutput(self._stdout, log_file)
-
-    def _concurrency(self, name: str) -> int:
-        """The function's reserved concurrency from the template, else UNRESERVED_CONCURRENCY."""
-        assert self.resources is not None
-        reserved = self.template.function(name).get("ReservedConcurrentExecutions")
-        return UNRESERVED_CONCURRENCY if reserved is None else int(resolve(reserved, self.resources))
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -261,4 +261,5 @@ def test_fifty_files_drain_through_two_provider_slots(stack: LocalStack) -> None
     assert stats.peak_in_flight <= 2
     assert stats.accepted == 50
     assert stats.duplicate_submissions == 0
+    assert stats.callbacks_failed == 0  # every callback answered 2xx (side-by-side handlers once crossed bodies: 409)
     assert dead_letters(stack) == 0
