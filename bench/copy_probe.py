@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,41 +22,12 @@ from botocore.exceptions import ClientError
 
 from denoise_pipeline.adapters.output_copier import OutputCopier, UrlPolicy
 from denoise_pipeline.workflows.copy import OutputTransfer, stage_and_promote
+from local.copy_probe import memory_mib, serve_generated
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-CHUNK = bytes(range(256)) * 4096  # 1 MiB
 BUCKET = "copy-bench"
-
-
-def _serve() -> None:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-            return
-
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
-            length = int(self.path.rsplit("/", 1)[-1])
-            self.send_response(200)
-            self.send_header("Content-Length", str(length))
-            self.end_headers()
-            view, sent = memoryview(CHUNK), 0
-            while sent < length:
-                piece = view[: min(len(CHUNK), length - sent)]
-                self.wfile.write(piece)
-                sent += len(piece)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-
-
-def _memory_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _reset_peak() -> None:
@@ -88,11 +58,11 @@ def _copy(s3_endpoint: str, origin: str, single: int, job: list[int]) -> dict[st
     copier.copy(f"{origin}/bytes/{2**20}", BUCKET, "warm-up", content_type="audio/wav", metadata={})
     s3.delete_object(Bucket=BUCKET, Key="warm-up")
     _reset_peak()
-    before = _memory_mib("VmRSS")
+    before = memory_mib("VmRSS")
     started = time.perf_counter()
     copied = copier.copy(f"{origin}/bytes/{single}", BUCKET, "single", content_type="audio/wav", metadata={})
     seconds = time.perf_counter() - started
-    peak = _memory_mib("VmHWM")
+    peak = memory_mib("VmHWM")
     stored = s3.head_object(Bucket=BUCKET, Key="single")["ContentLength"]
     assert copied == stored == single, (copied, stored, single)
     s3.delete_object(Bucket=BUCKET, Key="single")
@@ -116,12 +86,12 @@ def _job(copier: OutputCopier, s3: S3Client, origin: str, job: list[int]) -> dic
 
     copier.promote = timed_promote  # type: ignore[method-assign]
     _reset_peak()
-    before = _memory_mib("VmRSS")
+    before = memory_mib("VmRSS")
     started = time.perf_counter()
     copied = stage_and_promote(copier, BUCKET, transfers, {"job-id": "bench"}, time.monotonic() + 3600)
     seconds = time.perf_counter() - started
     copier.promote = promote  # type: ignore[method-assign]
-    peak = _memory_mib("VmHWM")
+    peak = memory_mib("VmHWM")
     assert copied == sum(job), (copied, job)
     for transfer in transfers:
         s3.delete_object(Bucket=BUCKET, Key=transfer.final_key)
@@ -144,7 +114,7 @@ def main() -> None:
     parser.add_argument("--job", type=int, nargs="*", default=[])
     args = parser.parse_args()
     if args.serve:
-        _serve()
+        serve_generated()
         return
     if args.upload_file:
         print(json.dumps(_upload_file(args.s3_endpoint, args.upload_file)))
