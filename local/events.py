@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from .template import REGION
+from .template import ACCOUNT_ID, REGION
 
 
 def s3_put_record(
@@ -44,31 +44,16 @@ def s3_put_record(
 
 def s3_object_created_event(bucket: str, key: str, size: int, etag: str, version_id: str) -> dict[str, Any]:
     """The EventBridge "Object Created" event S3 sends for an upload (the key raw, not URL-encoded)."""
-    return {
+    detail = {
         "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": "123456789012",
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": {
-                "key": key,
-                "size": size,
-                "etag": etag,
-                "version-id": version_id,
-                "sequencer": "00617F08299329D189",
-            },
-            "request-id": uuid.uuid4().hex[:16].upper(),
-            "requester": "123456789012",
-            "source-ip-address": "203.0.113.15",
-            "reason": "PutObject",
-        },
+        "bucket": {"name": bucket},
+        "object": {"key": key, "size": size, "etag": etag, "version-id": version_id, "sequencer": "00617F08299329D189"},
+        "request-id": uuid.uuid4().hex[:16].upper(),
+        "requester": ACCOUNT_ID,
+        "source-ip-address": "203.0.113.15",
+        "reason": "PutObject",
     }
+    return _eventbridge_event("aws.s3", "Object Created", [f"arn:aws:s3:::{bucket}"], detail)
 
 
 def http_api_event(
@@ -145,14 +130,19 @@ def sqs_event(queue_arn: str, messages: list[tuple[str, str, int]]) -> dict[str,
 
 
 def scheduled_event() -> dict[str, Any]:
+    return _eventbridge_event("aws.scheduler", "Scheduled Event", [], {})
+
+
+def _eventbridge_event(source: str, detail_type: str, resources: list[str], detail: dict[str, Any]) -> dict[str, Any]:
+    """The envelope EventBridge wraps every event in."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.scheduler",
-        "account": "123456789012",
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT_ID,
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": REGION,
-        "resources": [],
-        "detail": {},
+        "resources": resources,
+        "detail": detail,
     }
