@@ -63,6 +63,18 @@ def job_by_key(stack: Stack, key: str) -> dict[str, Any]:
     return item
 
 
+def submitted(stack: Stack, key: str) -> dict[str, Any]:
+    """Upload `key` and deliver its event: the job must end up SUBMITTED."""
+    deliver(put_object(stack, key))
+    item = job_by_key(stack, key)
+    assert item["status"] == "SUBMITTED", item
+    return item
+
+
+def wait_until_stale() -> None:
+    time.sleep(1.1)  # STALE_AFTER_SECONDS is 1 in this suite (tests/faults/conftest.py)
+
+
 def capacity_item(stack: Stack) -> dict[str, Any]:
     item: dict[str, Any] = stack.table.get_item(Key={"job_id": CAPACITY_KEY}, ConsistentRead=True).get("Item") or {}
     return item

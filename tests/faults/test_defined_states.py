@@ -33,6 +33,8 @@ from tests.faults.harness import (
     put_object,
     serve_outputs,
     slot_holders,
+    submitted,
+    wait_until_stale,
 )
 from tests.file_server import FileSpec, OutputFileServer
 from tests.integration.pipeline import callback_payload, post_callback, run_queue, run_reconciler
@@ -47,13 +49,6 @@ def metadata_bytes(metadata: dict[str, str]) -> int:
     return sum(len(name.encode()) + len(value.encode()) for name, value in metadata.items())
 
 
-def submitted(stack: Stack, key: str = KEY) -> dict[str, Any]:
-    deliver(put_object(stack, key))
-    item = job_by_key(stack, key)
-    assert item["status"] == "SUBMITTED", item
-    return item
-
-
 def copying(stack: Stack, files: OutputFileServer, key: str = KEY, **modes: str) -> dict[str, Any]:
     item = submitted(stack, key)
     assert (
@@ -61,10 +56,6 @@ def copying(stack: Stack, files: OutputFileServer, key: str = KEY, **modes: str)
         == 202
     )
     return item
-
-
-def wait_until_stale() -> None:
-    time.sleep(1.1)  # STALE_AFTER_SECONDS is 1 in this suite
 
 
 # ---------------------------------------------------------------- 1. S3's own refusals are counted, or avoided
@@ -163,7 +154,7 @@ def test_the_reconciler_leaves_a_failed_copy_alone_until_its_retry_is_due(
 def test_no_output_is_visible_before_all_of_a_jobs_outputs_are_in_place(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer
 ) -> None:
-    item = submitted(stack)
+    item = submitted(stack, KEY)
     urls = serve_outputs(files)
     urls["noise_wav"] = files.add("/out/gated", FileSpec(300_000, "gated"))
     post_callback(item["job_id"], callback_payload(item["task_id"], urls))
@@ -232,7 +223,7 @@ def test_a_job_the_sweep_fails_on_is_isolated_then_failed_and_frees_its_slot(
 def test_a_sweep_failing_beside_a_running_copy_never_counts_against_it(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer
 ) -> None:
-    item = submitted(stack)
+    item = submitted(stack, KEY)
     assert post_callback(item["job_id"], callback_payload(item["task_id"], serve_outputs(files)))["statusCode"] == 202
     store = wiring.copy_deps().store
     now = datetime.now(UTC)
@@ -251,7 +242,7 @@ def test_a_lookup_answer_with_an_unstorable_duration_completes_the_job(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer, duration: float
 ) -> None:
     """NaN, 1e200 or 41 digits used to raise inside the sweep (DynamoDB cannot store them) on every sweep."""
-    submitted(stack)
+    submitted(stack, KEY)
     provider.default_status = by_id("COMPLETED", serve_outputs(files), conversion_duration=duration)
     wait_until_stale()
 
@@ -402,7 +393,7 @@ def test_a_64_kb_job_id_is_refused_before_it_is_logged_or_used(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     huge = "a" * 65536
-    item = submitted(stack)
+    item = submitted(stack, KEY)
     token = sign(SIGNING_SECRET, item["job_id"])
 
     with caplog.at_level(logging.DEBUG):

@@ -4,7 +4,6 @@ arrives before the submit recorded SUBMITTED: the reconciler brings every one of
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -24,23 +23,14 @@ from tests.faults.harness import (
     put_object,
     serve_outputs,
     slot_holders,
+    submitted,
+    wait_until_stale,
 )
 from tests.file_server import OutputFileServer
 from tests.integration.pipeline import callback_payload, post_callback, run_queue, run_reconciler
 from tests.provider_double import ProviderDouble, ok_submit
 
 KEY = "uploads/lost webhook.wav"
-
-
-def submitted(stack: Stack, key: str = KEY) -> dict[str, Any]:
-    deliver(put_object(stack, key))
-    item = job_by_key(stack, key)
-    assert item["status"] == "SUBMITTED"
-    return item
-
-
-def wait_until_stale() -> None:
-    time.sleep(1.1)  # STALE_AFTER_SECONDS is 1 in this suite
 
 
 def reconcile_at(seconds_from_now: float) -> ReconcileReport:
@@ -56,7 +46,7 @@ def lookups(provider: ProviderDouble) -> list[dict[str, str]]:
 def test_lost_webhook_is_completed_by_the_reconciler(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer
 ) -> None:
-    item = submitted(stack)
+    item = submitted(stack, KEY)
     provider.status_script.append(by_id("COMPLETED", serve_outputs(files), conversion_duration=136.8))
 
     assert run_reconciler()["looked_up"] == 0  # not stale yet: no lookup spent
@@ -88,7 +78,7 @@ def test_lost_webhook_is_completed_by_the_reconciler(
 def test_provider_reported_failure_fails_the_job_with_its_reason(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer
 ) -> None:
-    item = submitted(stack)
+    item = submitted(stack, KEY)
     provider.status_script.append(by_id("FAILED", status_msg="Audio file could not be decoded"))
     wait_until_stale()
 
@@ -111,7 +101,7 @@ def test_provider_reported_failure_fails_the_job_with_its_reason(
 def test_job_still_processing_past_max_age_times_out_once(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer
 ) -> None:
-    item = submitted(stack)
+    item = submitted(stack, KEY)
     provider.default_status = by_id("PROCESSING")
 
     early = reconcile_at(30)  # stale, still within MAX_JOB_AGE_SECONDS=60: keep waiting
