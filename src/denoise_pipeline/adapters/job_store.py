@@ -125,8 +125,7 @@ class JobStore:
             result = self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression="SET lease_until = :until, updated_at = :now ADD submit_attempts :one",
-                ConditionExpression="#s IN (:received, :queued) AND "
-                "(attribute_not_exists(lease_until) OR lease_until < :now)",
+                ConditionExpression=f"#s IN (:received, :queued) AND {_lapsed('lease_until')}",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":until": iso(now + self._lease),
@@ -351,7 +350,7 @@ class JobStore:
                 UpdateExpression="SET copy_lease_until = :until, copy_owner = :owner, updated_at = :now "
                 "ADD copy_attempts :one",
                 ConditionExpression="#s = :copying"
-                " AND (attribute_not_exists(copy_lease_until) OR copy_lease_until < :now)"
+                f" AND {_lapsed('copy_lease_until')}"
                 " AND (attribute_not_exists(copy_attempts) OR copy_attempts < :max)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
@@ -396,9 +395,9 @@ class JobStore:
             result = self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression="SET last_sweep_error = :error, updated_at = :now ADD sweep_failures :one",
-                ConditionExpression="attribute_exists(job_id)"
-                " AND (attribute_not_exists(lease_until) OR lease_until < :now)"
-                " AND (attribute_not_exists(copy_lease_until) OR copy_lease_until < :now)",
+                ConditionExpression=(
+                    f"attribute_exists(job_id) AND {_lapsed('lease_until')} AND {_lapsed('copy_lease_until')}"
+                ),
                 ExpressionAttributeValues={":error": error[:1000], ":now": stamp, ":one": 1},
                 ReturnValues="UPDATED_NEW",
             )
@@ -476,6 +475,11 @@ class JobStore:
                 return self.get(job_id)
             raise TransitionRejected(job_id, target or JobStatus.RECEIVED) from exc
         return job_from_item(result["Attributes"])
+
+
+def _lapsed(lease: str) -> str:
+    """Condition: no `lease` attribute, or it ended before `:now` (nobody holds it)."""
+    return f"(attribute_not_exists({lease}) OR {lease} < :now)"
 
 
 def _same_task(outcome: ConversionOutcome, values: dict[str, Any]) -> str:
