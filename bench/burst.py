@@ -154,7 +154,7 @@ def _drain(files: int, timeout: float) -> Drain:
         with LocalStack(config) as stack:
             assert stack.resources is not None
             assert stack.provider is not None
-            calls = AwsCalls.attach()
+            calls = AwsCalls.attach(stack)
             s3 = boto3.session.Session().client("s3")  # the uploader's own session: its calls are not counted
             bucket = stack.resources.ref("InputBucket")
             started = time.monotonic()

@@ -17,7 +17,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from local.template import Template
+from local.aws.template import Template
 
 from .repeat import Spread
 from .report import Figure

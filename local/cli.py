@@ -31,7 +31,6 @@ from local.provider.config import Behaviour, converter
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 STATE_DIR = Path(".local-stack")
-MOTO_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # noqa: S105 - moto takes any
 LIST_LIMIT = 10_000
 LISTED_STATES = (
     JobStatus.QUEUED,
@@ -54,10 +53,21 @@ class Endpoints:
     input_bucket: str
     output_bucket: str
     jobs_table: str
+    credentials: dict[str, str]
+    """The emulation's administrator key: IAM is enforced, and an unknown key is refused."""
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Endpoints:
-        return cls(state["moto_url"], state["input_bucket"], state["output_bucket"], state["jobs_table"])
+        return cls(
+            state["moto_url"], state["input_bucket"], state["output_bucket"], state["jobs_table"], state["credentials"]
+        )
+
+    @property
+    def _keys(self) -> dict[str, str]:
+        return {
+            "aws_access_key_id": self.credentials["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": self.credentials["AWS_SECRET_ACCESS_KEY"],
+        }
 
     @classmethod
     def running(cls, state_dir: Path = STATE_DIR) -> Endpoints:
@@ -71,7 +81,7 @@ class Endpoints:
             service,
             endpoint_url=self.moto_url,
             region_name="us-east-1",
-            **MOTO_CREDENTIALS,
+            **self._keys,
         )
 
     def jobs(self) -> JobStore:
@@ -80,7 +90,7 @@ class Endpoints:
             "dynamodb",
             endpoint_url=self.moto_url,
             region_name="us-east-1",
-            **MOTO_CREDENTIALS,
+            **self._keys,
         )
         return JobStore(resource.Table(self.jobs_table))
 
@@ -187,11 +197,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack = LocalStack(config).start()
     state = stack.state()
     print("local stack running (Ctrl-C to stop)")
-    for name in ("moto_url", "provider_url", "gateway_url", "input_bucket", "output_bucket", "jobs_table", "log"):
+    for name in ("moto_url", "provider_url", "gateway_url", "input_bucket", "output_bucket", "jobs_table"):
         print(f"  {name:14} {state[name]}")
+    for function, path in state["logs"].items():
+        print(f"  {'log':14} {path}  ({function})")
     print(f"\nnot emulated here (deployed by CloudFormation only): {', '.join(state['not_emulated'])}")
-    print("\ndrop a file with the AWS CLI:")
-    print(f"  aws --endpoint-url {state['moto_url']} s3 cp file.wav s3://{state['input_bucket']}/")
+    print("\nIAM is enforced: use the emulation's administrator key with the AWS CLI (it refuses unknown keys):")
+    for name, value in {
+        **state["credentials"],
+        "AWS_ENDPOINT_URL": state["moto_url"],
+        "AWS_REGION": state["region"],
+    }.items():
+        print(f"  export {name}={value}")
+    print(f"  aws s3 cp file.wav s3://{state['input_bucket']}/")
     print("or: denoise-local drop file.wav")
     stopping = False
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from denoise_pipeline.domain.source import SourceObject
 from denoise_pipeline.domain.tokens import sign
-from local.events import http_api_event, s3_object_created_event, s3_put_record, scheduled_event, sqs_event
-from local.template import ACCOUNT_ID, REGION, StackResources, Template, resolve
+from local.aws.template import ACCOUNT_ID, REGION, StackResources, Template, resolve
+from local.lambdas.events import http_api_event, s3_object_created_event, s3_put_record, scheduled_event, sqs_event
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 INPUT_BUCKET = "denoise-test-input-123456789012-us-east-1"

@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from denoise_pipeline import wiring
-from local.atomic_dynamodb import serialise_dynamodb_requests
-from local.template import StackResources, Template
+from local.aws.atomic_dynamodb import serialise_dynamodb_requests
+from local.aws.template import StackResources, Template
 from scripts.make_events import SIGNING_SECRET  # the secret events/webhook-*.json are signed with
 from tests.file_server import OutputFileServer, output_file_server
 from tests.s3_limits import S3LimitEnforcer, s3_limits_everywhere
@@ -141,7 +141,7 @@ def _tap_events(session: boto3.session.Session, bus_name: str) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def atomic_dynamodb() -> None:
-    """Real DynamoDB applies each request atomically; moto needs a lock for that (local.atomic_dynamodb)."""
+    """Real DynamoDB applies each request atomically; moto needs a lock for that (local.aws.atomic_dynamodb)."""
     serialise_dynamodb_requests()
 
 

@@ -18,7 +18,7 @@ from denoise_pipeline.adapters.capacity import CAPACITY_KEY
 from denoise_pipeline.domain.job import FINAL_STATES
 from denoise_pipeline.domain.outputs import OutputName
 from denoise_pipeline.handlers import submit
-from local.events import s3_put_record
+from local.lambdas.events import s3_put_record
 from tests.conftest import FakeContext, Stack
 from tests.file_server import FileSpec, OutputFileServer
 from tests.provider_double import conversion_of

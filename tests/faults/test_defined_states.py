@@ -23,7 +23,7 @@ from denoise_pipeline.domain.outputs import OutputName
 from denoise_pipeline.domain.tokens import sign
 from denoise_pipeline.handlers import copy_worker
 from denoise_pipeline.workflows.copy import OutputTransfer, stage_and_promote
-from local.events import s3_put_record
+from local.lambdas.events import s3_put_record
 from tests.conftest import SIGNING_SECRET, STACK_NAME, FakeContext, Stack
 from tests.faults.harness import (
     assert_settled,
@@ -411,7 +411,7 @@ def test_a_64_kb_job_id_is_refused_before_it_is_logged_or_used(
 
 def run_copy_message(body: dict[str, Any]) -> Any:
     from denoise_pipeline.handlers import webhook
-    from local.events import sqs_event
+    from local.lambdas.events import sqs_event
 
     arn = f"arn:aws:sqs:us-east-1:123456789012:{STACK_NAME}-CopyQueue"
     return webhook.handler(sqs_event(arn, [("m-1", json.dumps(body), 1)]), FakeContext())

@@ -7,7 +7,7 @@ from typing import Any
 
 from denoise_pipeline.domain.tokens import sign
 from denoise_pipeline.handlers import reconcile, submit, webhook
-from local.events import http_api_event, s3_put_record, scheduled_event, sqs_event
+from local.lambdas.events import http_api_event, s3_put_record, scheduled_event, sqs_event
 from tests.conftest import SIGNING_SECRET, FakeContext, Stack
 from tests.provider_double import conversion_of
 

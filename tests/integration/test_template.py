@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from denoise_pipeline.domain.source import AUDIO_SUFFIXES
 from denoise_pipeline.settings import ReconcileSettings, SubmitSettings, WebhookSettings
-from local.template import Template, TemplateError
+from local.aws.template import Template, TemplateError
 from scripts.make_events import environment_file
 
 ROOT = Path(__file__).resolve().parents[2]

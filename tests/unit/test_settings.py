@@ -12,7 +12,7 @@ from denoise_pipeline.settings import (
     SubmitSettings,
     WebhookSettings,
 )
-from local.template import Template
+from local.aws.template import Template
 
 SETTINGS: dict[str, type[EnvSettings]] = {
     "SubmitFunction": SubmitSettings,

@@ -9,7 +9,7 @@ from denoise_pipeline.domain.outputs import OutputName, output_key
 from denoise_pipeline.domain.source import SourceObject, derive_job_id, is_job_id
 from denoise_pipeline.domain.tokens import sign, verify
 from denoise_pipeline.handlers.upload_events import read_uploads
-from local.events import s3_put_record
+from local.lambdas.events import s3_put_record
 
 secrets = st.text(min_size=1, max_size=64)
 job_ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)

@@ -25,21 +25,26 @@ import boto3
 from cfn_tools import load_yaml
 from samtranslator.translator.transform import transform
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 EMULATED_TYPES = {
     "AWS::S3::Bucket": "moto (versioning, EventBridge notifications)",
+    "AWS::S3::BucketPolicy": "moto, evaluated with aws:SecureTransport true (local.aws.authorization)",
     "AWS::DynamoDB::Table": "moto (keys, indexes; each request atomic)",
-    "AWS::SQS::Queue": "moto (redrive policies)",
+    "AWS::SQS::Queue": "moto (visibility timeout, redrive policies)",
+    "AWS::SQS::QueuePolicy": "moto (set on the queue)",
     "AWS::SecretsManager::Secret": "moto",
     "AWS::Events::EventBus": "moto",
-    "AWS::Events::Rule": "moto matches the pattern; the target is invoked asynchronously by the stack",
-    "AWS::Lambda::Function": "the handler in this process, with the function's environment and concurrency",
-    "AWS::Lambda::EventSourceMapping": "polled into the function (batch size, partial batch responses)",
-    "AWS::Lambda::EventInvokeConfig": "two retries, then the on-failure queue",
+    "AWS::Events::Rule": "moto matches the pattern; its Lambda target is invoked asynchronously (local.lambdas)",
+    "AWS::IAM::Role": "moto IAM with authorization on: each function runs with its role's credentials",
+    "AWS::Logs::LogGroup": "moto (created); the functions' lines go to one local file per function",
+    "AWS::Lambda::Function": "one process per execution environment running the sam build artifact (local.lambdas)",
+    "AWS::Lambda::EventSourceMapping": "polled with the function's role (batch size, window, partial batch "
+    "responses, maximum concurrency)",
+    "AWS::Lambda::EventInvokeConfig": "retries and maximum event age, then the on-failure destination",
     "AWS::ApiGatewayV2::Api": "the webhook gateway (the routes of its OpenAPI body, payload v2)",
-    "AWS::ApiGatewayV2::Stage": "the gateway's $default stage",
+    "AWS::ApiGatewayV2::Stage": "the gateway's $default stage (no throttling, no access log)",
     "AWS::Scheduler::Schedule": "a short local interval instead of the expression",
 }
 """What the local stack emulates of the transformed template, by resource type (and how)."""
@@ -71,6 +76,69 @@ class StackResources:
 
     def ref(self, logical_id: str) -> str:
         return self.refs[logical_id]
+
+    def queue_url(self, arn: str) -> str:
+        """The URL of the stack's queue with this ARN."""
+        for logical_id, attributes in self.attributes.items():
+            if attributes.get("Arn") == arn and "QueueUrl" in attributes:
+                return self.refs[logical_id]
+        raise TemplateError(f"no queue {arn} in the stack")
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """An AWS::Lambda::Function of the transformed template, resolved against the emulated stack."""
+
+    logical_id: str
+    name: str
+    arn: str
+    handler: str
+    timeout_seconds: int
+    memory_mb: int
+    role_arn: str
+    reserved_concurrency: int | None
+    log_group: str
+    log_format: str
+    application_log_level: str
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    """An AWS::Lambda::EventSourceMapping on an SQS queue (logical ids)."""
+
+    logical_id: str
+    function: str
+    queue: str
+    batch_size: int
+    batching_window_seconds: float
+    reports_item_failures: bool
+    maximum_concurrency: int | None
+
+
+@dataclass(frozen=True)
+class RuleSource:
+    """An EventBridge rule with a function target; the pattern resolved against the stack."""
+
+    logical_id: str
+    function: str
+    pattern: dict[str, Any]
+    dead_letter_arn: str | None
+
+
+@dataclass(frozen=True)
+class AsyncInvokeConfig:
+    maximum_retry_attempts: int = 2
+    maximum_event_age_seconds: int = 21600
+    on_failure_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleSource:
+    logical_id: str
+    function: str
+    expression: str
+    maximum_retry_attempts: int
 
 
 class Template:
@@ -131,6 +199,28 @@ class Template:
             for name, value in variables.items()
         }
 
+    def function_config(
+        self, logical_id: str, stack: StackResources, overrides: Mapping[str, str] | None = None
+    ) -> FunctionConfig:
+        """What Lambda would run for the function once `create` and `create_access` made the stack."""
+        properties = self.function(logical_id)
+        reserved = properties.get("ReservedConcurrentExecutions")
+        logging_config = properties.get("LoggingConfig", {})
+        return FunctionConfig(
+            logical_id=logical_id,
+            name=stack.ref(logical_id),
+            arn=stack.attributes[logical_id]["Arn"],
+            handler=str(properties["Handler"]),
+            timeout_seconds=int(properties.get("Timeout", 3)),
+            memory_mb=int(properties.get("MemorySize", 128)),
+            role_arn=str(resolve(properties["Role"], stack)),
+            reserved_concurrency=None if reserved is None else int(resolve(reserved, stack)),
+            log_group=str(resolve(logging_config.get("LogGroup", f"/aws/lambda/{stack.ref(logical_id)}"), stack)),
+            log_format=str(logging_config.get("LogFormat", "Text")),
+            application_log_level=str(logging_config.get("ApplicationLogLevel", "INFO")),
+            environment=self.function_environment(logical_id, stack, overrides),
+        )
+
     def http_routes(self, logical_id: str) -> list[tuple[str, str]]:
         """(method, path) of the HTTP API routes integrated with the function, from the generated OpenAPI body."""
         routes = []
@@ -142,23 +232,64 @@ class Template:
                         routes.append((method.upper(), str(path)))
         return routes
 
-    def event_source(self, logical_id: str) -> tuple[str, Mapping[str, Any]]:
-        """Logical id of the queue behind the function's event source mapping, and the mapping's properties."""
-        for _, mapping in self.resources_of_type("AWS::Lambda::EventSourceMapping"):
-            if mapping["FunctionName"] == {"Ref": logical_id}:
-                return str(mapping["EventSourceArn"]["Fn::GetAtt"][0]), mapping
-        raise TemplateError(f"{logical_id} has no event source mapping")
+    def queue_sources(self) -> list[QueueSource]:
+        """The SQS event source mappings, as Lambda's pollers read them."""
+        sources = []
+        for logical_id, mapping in self.resources_of_type("AWS::Lambda::EventSourceMapping"):
+            scaling = mapping.get("ScalingConfig", {}).get("MaximumConcurrency")
+            sources.append(
+                QueueSource(
+                    logical_id=logical_id,
+                    function=_target_function(mapping["FunctionName"]),
+                    queue=str(mapping["EventSourceArn"]["Fn::GetAtt"][0]),
+                    batch_size=int(mapping.get("BatchSize", 10)),
+                    batching_window_seconds=float(mapping.get("MaximumBatchingWindowInSeconds", 0)),
+                    reports_item_failures="ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []),
+                    maximum_concurrency=None if scaling is None else int(scaling),
+                )
+            )
+        return sources
 
-    def event_patterns(self, logical_id: str, stack: StackResources) -> list[dict[str, Any]]:
-        """The resolved event patterns of the rules that target the function."""
-        patterns = [
-            resolve(rule["EventPattern"], stack)
-            for _, rule in self.resources_of_type("AWS::Events::Rule")
-            if any(target["Arn"] == {"Fn::GetAtt": [logical_id, "Arn"]} for target in rule.get("Targets", []))
+    def rule_sources(self, stack: StackResources) -> list[RuleSource]:
+        """EventBridge rules whose target is one of the template's functions (invoked asynchronously)."""
+        sources = []
+        for logical_id, rule in self.resources_of_type("AWS::Events::Rule"):
+            for target in rule.get("Targets", []):
+                arn = target["Arn"]
+                if isinstance(arn, Mapping) and "Fn::GetAtt" in arn:
+                    dead_letters = target.get("DeadLetterConfig", {}).get("Arn")
+                    sources.append(
+                        RuleSource(
+                            logical_id=logical_id,
+                            function=str(arn["Fn::GetAtt"][0]),
+                            pattern=resolve(rule["EventPattern"], stack),
+                            dead_letter_arn=None if dead_letters is None else str(resolve(dead_letters, stack)),
+                        )
+                    )
+        return sources
+
+    def async_invoke_config(self, function: str, stack: StackResources) -> AsyncInvokeConfig:
+        """The function's EventInvokeConfig, or Lambda's defaults (two retries, six hours, no destination)."""
+        for _, config in self.resources_of_type("AWS::Lambda::EventInvokeConfig"):
+            if _target_function(config["FunctionName"]) == function:
+                on_failure = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+                return AsyncInvokeConfig(
+                    maximum_retry_attempts=int(config.get("MaximumRetryAttempts", 2)),
+                    maximum_event_age_seconds=int(config.get("MaximumEventAgeInSeconds", 21600)),
+                    on_failure_arn=None if on_failure is None else str(resolve(on_failure, stack)),
+                )
+        return AsyncInvokeConfig()
+
+    def schedules(self, stack: StackResources) -> list[ScheduleSource]:
+        return [
+            ScheduleSource(
+                logical_id=logical_id,
+                function=str(schedule["Target"]["Arn"]["Fn::GetAtt"][0]),
+                expression=str(resolve(schedule["ScheduleExpression"], stack)),
+                maximum_retry_attempts=int(schedule["Target"].get("RetryPolicy", {}).get("MaximumRetryAttempts", 185)),
+            )
+            for logical_id, schedule in self.resources_of_type("AWS::Scheduler::Schedule")
         ]
-        if not patterns:
-            raise TemplateError(f"no rule targets {logical_id}")
-        return patterns
 
     def not_emulated(self) -> list[str]:
         """Logical id and type of every transformed resource the local stack leaves out (roles, permissions,
@@ -210,7 +341,62 @@ class Template:
             arn = client("events").create_event_bus(Name=name)["EventBusArn"]
             stack.refs[logical_id] = name
             stack.attributes[logical_id] = {"Arn": arn, "Name": name}
+        self._name_the_rest(stack, client("logs"))
         return stack
+
+    def _name_the_rest(self, stack: StackResources, logs: Any) -> None:
+        """Names and ARNs of the rules and functions (run by the local stack) and the log groups."""
+        for logical_id, _ in self.resources_of_type("AWS::Events::Rule"):  # created by the local stack
+            name = _default_name(stack, logical_id)
+            stack.refs[logical_id] = name
+            stack.attributes[logical_id] = {"Arn": f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{name}"}
+        for logical_id, _ in self.resources_of_type("AWS::Lambda::Function"):
+            name = _default_name(stack, logical_id)
+            stack.refs[logical_id] = name
+            stack.attributes[logical_id] = {"Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
+        for logical_id, _ in self.resources_of_type("AWS::Logs::LogGroup"):
+            name = _default_name(stack, logical_id)
+            logs.create_log_group(logGroupName=name)
+            stack.refs[logical_id] = name
+            stack.attributes[logical_id] = {"Arn": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*"}
+
+    def create_access(
+        self, session: boto3.session.Session, stack: StackResources, *, endpoint_url: str | None = None
+    ) -> None:
+        """The template's IAM roles (inline policies) and resource policies (bucket, queue), after `create`.
+
+        Apart from `create` because moto evaluates bucket policies even with authorization off and without a
+        request context: the DenyInsecureTransport statements would refuse every object request unless
+        local.aws.authorization is installed, which only the local stack does.
+        """
+        iam = session.client("iam", region_name=REGION, endpoint_url=endpoint_url)
+        for logical_id, props in self.resources_of_type("AWS::IAM::Role"):
+            if props.get("ManagedPolicyArns"):
+                raise TemplateError(f"{logical_id}: managed policies are not available in the local stack")
+            name = _default_name(stack, logical_id)[:64]
+            role = iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(resolve(props["AssumeRolePolicyDocument"], stack)),
+            )["Role"]
+            stack.refs[logical_id] = name
+            stack.attributes[logical_id] = {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+        for logical_id, props in self.resources_of_type("AWS::IAM::Role"):
+            for policy in props.get("Policies", []):
+                iam.put_role_policy(
+                    RoleName=stack.ref(logical_id),
+                    PolicyName=str(policy["PolicyName"]),
+                    PolicyDocument=json.dumps(_versioned(resolve(policy["PolicyDocument"], stack))),
+                )
+        s3 = session.client("s3", region_name=REGION, endpoint_url=endpoint_url)
+        for _, props in self.resources_of_type("AWS::S3::BucketPolicy"):
+            s3.put_bucket_policy(
+                Bucket=str(resolve(props["Bucket"], stack)), Policy=json.dumps(resolve(props["PolicyDocument"], stack))
+            )
+        sqs = session.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
+        for _, props in self.resources_of_type("AWS::SQS::QueuePolicy"):
+            document = json.dumps(resolve(props["PolicyDocument"], stack))
+            for queue_url in resolve(props["Queues"], stack):
+                sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": document})
 
 
 @cache
@@ -232,6 +418,19 @@ def _transform(document: Mapping[str, Any]) -> dict[str, Any]:
         else:
             os.environ["AWS_DEFAULT_REGION"] = previous_region
     return result
+
+
+def _versioned(document: dict[str, Any]) -> dict[str, Any]:
+    """IAM reads a policy without Version as 2008-10-17 (SAM writes such policies); moto refuses it. Statements
+    without policy variables mean the same under 2012-10-17."""
+    return {"Version": "2012-10-17", **document}
+
+
+def _target_function(reference: Any) -> str:
+    """The logical id in a FunctionName of the transformed template (`Ref: Fn`)."""
+    if isinstance(reference, Mapping) and "Ref" in reference:
+        return str(reference["Ref"])
+    raise TemplateError(f"unsupported function reference {reference!r}")
 
 
 def _check_parameter(name: str, value: str, spec: Mapping[str, Any]) -> None:

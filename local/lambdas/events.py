@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from .template import ACCOUNT_ID, REGION
+from ..aws.template import ACCOUNT_ID, REGION
 
 
 def s3_put_record(

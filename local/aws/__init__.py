@@ -1,0 +1,1 @@
+"""Emulated AWS: the template's resources on moto, with IAM enforced."""
