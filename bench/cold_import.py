@@ -1,9 +1,9 @@
 """Cold import of each handler from the built artifact, the way Lambda loads it, vs `import boto3` alone.
 
-What ships is measured: `.aws-sam/build/<Function>` as `make build` (sam build + src/Makefile) leaves it, built first
-when missing or older than src/ or template.yaml. Each sample is a fresh `python -S -P` process of the runtime's
-Python with PYTHONDONTWRITEBYTECODE=1, sys.path = [artifact, runtime SDK] and Lambda's variables (the template's
-Globals). The runtime SDK directory holds boto3/botocore/s3transfer/jmespath/dateutil/six at the versions of
+What ships is measured: `.aws-sam/build/<Function>` as `make build` (sam build + src/Makefile) leaves it, rebuilt
+when src/ or template.yaml changed (local.lambdas.runtime). Each sample is a fresh `python -S -P` process of the
+runtime's Python with PYTHONDONTWRITEBYTECODE=1, sys.path = [artifact, runtime SDK] and Lambda's variables (the
+template's Globals). The runtime SDK directory holds boto3/botocore/s3transfer/jmespath/dateutil/six at the versions of
 src/lambda-runtime.txt, compiled with timestamp .pyc files as the runtime image ships them. Candidates run
 interleaved (boto3, submit, boto3, webhook, ...), so drift of a busy machine hits each pair alike; the import is
 timed inside the process (perf_counter around the statement).
@@ -18,47 +18,20 @@ import zipfile
 from pathlib import Path
 
 from local.aws.template import Template
+from local.lambdas.runtime import ensure_artifacts, ensure_runtime
 
 from .repeat import Spread
 from .report import Figure
 
 REPO = Path(__file__).resolve().parents[1]
-BUILD = REPO / ".aws-sam" / "build"
-SDK = REPO / "bench" / "work" / "runtime-sdk"
+WORK = REPO / "bench" / "work"
 HANDLERS = {"submit": "SubmitFunction", "webhook": "WebhookFunction", "reconcile": "ReconcileFunction"}
 RUNS = 7
 TARGET = 1.3
 ZIP_LIMIT_MB = 5.0
 
 
-def runtime_python() -> str:
-    return subprocess.run(
-        [str(REPO / "scripts" / "find-python.sh")], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def _build(python: str) -> None:
-    newest_source = max(
-        path.stat().st_mtime for path in [*(REPO / "src").rglob("*"), REPO / "template.yaml"] if path.is_file()
-    )
-    built = [BUILD / function / "denoise_pipeline" for function in HANDLERS.values()]
-    if all(path.exists() and path.stat().st_mtime >= newest_source for path in built):
-        return
-    subprocess.run(["make", "--no-print-directory", "build"], check=True, cwd=REPO)  # noqa: S607
-
-
-def _runtime_sdk(python: str) -> None:
-    if (SDK / "botocore").exists():
-        return
-    requirements = REPO / "src" / "lambda-runtime.txt"
-    subprocess.run(  # noqa: S603
-        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(SDK), "-r", str(requirements)],
-        check=True,
-    )
-    subprocess.run([python, "-m", "compileall", "-q", "-j0", str(SDK)], check=True)  # noqa: S603
-
-
-def lambda_environment(artifact: Path) -> dict[str, str]:
+def lambda_environment(artifact: Path, sdk: Path) -> dict[str, str]:
     """What a Lambda python process sees: runtime variables plus the template's literal Globals variables."""
     template = Template.load()
     function = template.document["Globals"]["Function"]
@@ -67,7 +40,7 @@ def lambda_environment(artifact: Path) -> dict[str, str]:
         "PATH": "/usr/bin:/bin",
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
-        "PYTHONPATH": f"{artifact}:{SDK}",
+        "PYTHONPATH": f"{artifact}:{sdk}",
         "PYTHONDONTWRITEBYTECODE": "1",
         "LAMBDA_TASK_ROOT": str(artifact),
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{function['Runtime']}",
@@ -90,7 +63,8 @@ def _time_import(python: str, statement: str, env: dict[str, str], cwd: Path) ->
 
 def zip_megabytes(artifact: Path) -> float:
     """The artifact zipped as `sam package` zips it (deflate)."""
-    target = SDK.parent / f"{artifact.name}.zip"
+    WORK.mkdir(parents=True, exist_ok=True)
+    target = WORK / f"{artifact.name}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(artifact.rglob("*")):
             if path.is_file():
@@ -99,14 +73,14 @@ def zip_megabytes(artifact: Path) -> float:
 
 
 def run() -> tuple[list[Figure], list[str]]:
-    python = runtime_python()
-    _build(python)
-    _runtime_sdk(python)
+    built = ensure_artifacts(list(HANDLERS.values()))  # `make build` when src/ or the template changed
+    runtime = ensure_runtime()  # the runtime's SDK directory, shared with the local stack
+    python = str(runtime.python)
     figures: list[Figure] = []
     medians: dict[str, tuple[float, float]] = {}
     for name, function in HANDLERS.items():
-        artifact = BUILD / function
-        env = lambda_environment(artifact)
+        artifact = built[function]
+        env = lambda_environment(artifact, runtime.sdk_dir)
         pair = {"boto3": "import boto3", name: f"import denoise_pipeline.handlers.{name}"}
         for statement in pair.values():  # warm the page cache; a failing import fails here
             _time_import(python, statement, env, artifact)
@@ -131,7 +105,7 @@ def run() -> tuple[list[Figure], list[str]]:
                 spread,
             )
         )
-    size = max(zip_megabytes(BUILD / function) for function in HANDLERS.values())
+    size = max(zip_megabytes(built[function]) for function in HANDLERS.values())
     figures.append(
         Figure(
             "Artifact",
@@ -143,7 +117,7 @@ def run() -> tuple[list[Figure], list[str]]:
             size <= ZIP_LIMIT_MB,
         )
     )
-    shipped = sorted(p.name for p in (BUILD / "WebhookFunction").iterdir() if not p.name.endswith(".dist-info"))
+    shipped = sorted(p.name for p in built["WebhookFunction"].iterdir() if not p.name.endswith(".dist-info"))
     notes = [
         f"Cold import: {python} -S -P, a fresh process per sample, sys.path = artifact + runtime SDK "
         f"({(REPO / 'src' / 'lambda-runtime.txt').name}), Lambda's variables; the artifact holds "

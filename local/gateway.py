@@ -20,7 +20,7 @@ from .lambdas.event_sources import Function
 from .lambdas.events import http_api_event
 
 INTEGRATION_TIMEOUT_SECONDS = 30.0
-Route = tuple[str, str, re.Pattern[str], Function]
+Route = tuple[str, str, re.Pattern[str], Function | None]
 
 
 class _Server(ThreadingHTTPServer):
@@ -38,8 +38,9 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
 
-    def start(self, routes: Mapping[tuple[str, str], Function]) -> Gateway:
-        """`routes`: (method, path template such as /webhooks/{job_id}/{token}) → the integrated function."""
+    def start(self, routes: Mapping[tuple[str, str], Function | None]) -> Gateway:
+        """`routes`: (method, path template such as /webhooks/{job_id}/{token}) → the integrated function, None when
+        no Lambda permission lets the API invoke it (API Gateway then answers 500)."""
         self._routes = [(method, path, _route_pattern(path), function) for (method, path), function in routes.items()]
         self._thread.start()
         return self
@@ -57,6 +58,8 @@ class Gateway:
             match = pattern.fullmatch(path)
             if match is None or route_method != method:
                 continue
+            if function is None:
+                return _json(500, b'{"message":"Internal Server Error"}')
             event = http_api_event(
                 method, path, f"{route_method} {route}", match.groupdict(), dict(headers), body, source_ip
             )

@@ -22,12 +22,15 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from .aws.emulator import EmulatedAws
-from .aws.template import REGION, FunctionConfig, StackResources, Template
+from .aws.template import ACCOUNT_ID, REGION, FunctionConfig, StackResources, Template
 from .gateway import Gateway
 from .lambdas.environment import FunctionSpec, InvocationResult
 from .lambdas.event_sources import AsyncInvoker, QueuePoller, RuleBridge, Schedule
@@ -122,7 +125,11 @@ class LocalStack:
             self.function_configs[name] = config
             self.functions[name] = self.function(name, artifacts[name], runtime)
         self.gateway.start(
-            {route: self.functions[name] for name in FUNCTIONS for route in self.template.http_routes(name)}
+            {
+                (method, path): self.functions[name] if self._api_may_invoke(name, method, path) else None
+                for name in FUNCTIONS
+                for method, path in self.template.http_routes(name)
+            }
         )
         if self.config.event_sources:
             self._start_event_sources()
@@ -147,6 +154,7 @@ class LocalStack:
         if self._saved_environment:
             os.environ.clear()
             os.environ.update(self._saved_environment)
+            boto3.setup_default_session()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -214,6 +222,7 @@ class LocalStack:
         )
         os.environ.pop("AWS_PROFILE", None)
         os.environ.pop("AWS_SESSION_TOKEN", None)
+        boto3.setup_default_session()  # the default session read the keys it had before
 
     # ------------------------------------------------------------------ event sources
     def _start_event_sources(self) -> None:
@@ -243,7 +252,11 @@ class LocalStack:
             arn = platform_sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             events.put_rule(Name=name, EventPattern=json.dumps(rule.pattern), State="ENABLED")
             events.put_targets(Rule=name, Targets=[{"Id": rule.function, "Arn": arn}])
-            RuleBridge(platform_sqs, url, self.async_invokers[rule.function], self._stop)
+            permitted = self.template.invoke_permitted(
+                rule.function, "events.amazonaws.com", resources.attributes[rule.logical_id]["Arn"], resources
+            )
+            target = self.async_invokers[rule.function].submit if permitted else self._dead_letter(rule.dead_letter_arn)
+            RuleBridge(platform_sqs, url, target, self._stop)
         for source in self.template.queue_sources():
             config = self.function_configs[source.function]
             function = self.functions[source.function]
@@ -288,6 +301,24 @@ class LocalStack:
             log_dir=self.log_dir,
             max_environments=min(config.reserved_concurrency or 1000, self.config.environments_per_function),
         )
+
+    def _api_may_invoke(self, function: str, method: str, path: str) -> bool:
+        assert self.resources is not None
+        api = next(logical_id for logical_id, _ in self.template.resources_of_type("AWS::ApiGatewayV2::Api"))
+        source = f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.resources.ref(api)}/$default/{method}{path}"
+        return self.template.invoke_permitted(function, "apigateway.amazonaws.com", source, self.resources)
+
+    def _dead_letter(self, queue_arn: str | None) -> Callable[[Any], None]:
+        """What EventBridge does with an event it may not deliver: its retries end in the target's DLQ."""
+        assert self.resources is not None
+        resources = self.resources
+        sqs = self.aws.client("sqs")
+
+        def send(event: Any) -> None:
+            if queue_arn is not None:
+                sqs.send_message(QueueUrl=resources.queue_url(queue_arn), MessageBody=json.dumps(event))
+
+        return send
 
     def run_reconciler(self) -> Any:
         """One sweep now, invoked synchronously; its report."""

@@ -11,6 +11,8 @@ and schedule. Values are resolved the way CloudFormation would (Ref, Fn::Sub, Fn
 from __future__ import annotations
 
 import copy
+import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -46,6 +48,7 @@ EMULATED_TYPES = {
     "AWS::ApiGatewayV2::Api": "the webhook gateway (the routes of its OpenAPI body, payload v2)",
     "AWS::ApiGatewayV2::Stage": "the gateway's $default stage (no throttling, no access log)",
     "AWS::Scheduler::Schedule": "a short local interval instead of the expression",
+    "AWS::Lambda::Permission": "checked: a rule or route without one cannot invoke its function",
 }
 """What the local stack emulates of the transformed template, by resource type (and how)."""
 _PLACEHOLDER_CODE = "s3://local-stack/code.zip"  # what `sam package` would have put in CodeUri
@@ -291,6 +294,19 @@ class Template:
             for logical_id, schedule in self.resources_of_type("AWS::Scheduler::Schedule")
         ]
 
+    def invoke_permitted(self, function: str, principal: str, source_arn: str, stack: StackResources) -> bool:
+        """Whether an AWS::Lambda::Permission lets `principal` invoke the function from `source_arn` (the rule, the
+        API route): without one, EventBridge or API Gateway cannot invoke it in AWS."""
+        for _, permission in self.resources_of_type("AWS::Lambda::Permission"):
+            if (
+                _target_function(permission["FunctionName"]) == function
+                and permission.get("Action") in ("lambda:InvokeFunction", "lambda:*")
+                and permission.get("Principal") == principal
+                and fnmatch.fnmatchcase(source_arn, str(resolve(permission.get("SourceArn", "*"), stack)))
+            ):
+                return True
+        return False
+
     def not_emulated(self) -> list[str]:
         """Logical id and type of every transformed resource the local stack leaves out (roles, permissions,
         policies, alarms, logs, the KMS key, the alarm topic)."""
@@ -354,6 +370,8 @@ class Template:
             name = _default_name(stack, logical_id)
             stack.refs[logical_id] = name
             stack.attributes[logical_id] = {"Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
+        for logical_id, _ in self.resources_of_type("AWS::ApiGatewayV2::Api"):
+            stack.refs[logical_id] = hashlib.sha256(_default_name(stack, logical_id).encode()).hexdigest()[:10]
         for logical_id, _ in self.resources_of_type("AWS::Logs::LogGroup"):
             name = _default_name(stack, logical_id)
             logs.create_log_group(logGroupName=name)

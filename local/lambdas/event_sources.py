@@ -145,9 +145,10 @@ class AsyncInvoker:
 
 
 class RuleBridge:
-    """Reads the queue moto delivers a rule's matched events to, and invokes the target asynchronously."""
+    """Reads the queue moto delivers a rule's matched events to, and hands each to `target` (the function's
+    asynchronous invocation, or the rule's dead-letter queue when no permission lets the rule invoke it)."""
 
-    def __init__(self, sqs: Any, queue_url: str, target: AsyncInvoker, stop: threading.Event) -> None:
+    def __init__(self, sqs: Any, queue_url: str, target: Callable[[Any], None], stop: threading.Event) -> None:
         self._sqs = sqs
         self._url = queue_url
         self._target = target
@@ -161,7 +162,7 @@ class RuleBridge:
                 QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=LONG_POLL_SECONDS
             ).get("Messages", [])
             for message in messages:
-                self._target.submit(as_eventbridge_sends_it(json.loads(message["Body"])))
+                self._target(as_eventbridge_sends_it(json.loads(message["Body"])))
                 self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
 
 

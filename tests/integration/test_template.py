@@ -218,3 +218,24 @@ def test_samconfig_has_dev_and_prod_and_only_dev_syncs() -> None:
         template.parameter_values(
             {"MusicGptApiKey": "example-api-key", **overrides}
         )  # each value passes its constraints
+
+
+def test_only_the_upload_rule_and_the_webhook_route_may_invoke_their_functions() -> None:
+    """The local stack checks each rule's and route's Lambda permission: what AWS would refuse, it refuses."""
+    template = Template.load()
+    with mock_aws():
+        stack = template.create(
+            boto3.session.Session(region_name="us-east-1"), stack_name="perm", parameters={"MusicGptApiKey": "k" * 32}
+        )
+    rule = stack.attributes["SubmitFunctionUpload"]["Arn"]
+    api = stack.ref("WebhookApi")
+    route = f"arn:aws:execute-api:us-east-1:123456789012:{api}/$default/POST/webhooks/{{job_id}}/{{token}}"
+
+    assert template.invoke_permitted("SubmitFunction", "events.amazonaws.com", rule, stack)
+    assert template.invoke_permitted("WebhookFunction", "apigateway.amazonaws.com", route, stack)
+    assert not template.invoke_permitted("SubmitFunction", "events.amazonaws.com", rule + "-other", stack)
+    assert not template.invoke_permitted("WebhookFunction", "events.amazonaws.com", rule, stack)
+    assert not template.invoke_permitted("ReconcileFunction", "apigateway.amazonaws.com", route, stack)
+    assert not template.invoke_permitted(
+        "WebhookFunction", "apigateway.amazonaws.com", route.replace("POST", "GET"), stack
+    )
