@@ -172,6 +172,37 @@ def calling_back_before_answering(stack: Stack, files: OutputFileServer, seen: d
     return respond
 
 
+def test_a_final_callback_replaces_a_kept_progress_callback(
+    stack: Stack, provider: ProviderDouble, files: OutputFileServer
+) -> None:
+    """Progress first, then the final callback, both before our SUBMITTED write (the local stack's "everything at
+    once" run found it): the final one replaces the kept progress callback instead of being dropped as if a final
+    one were kept already, and the submit applies it at once (it used to wait for the reconciler's stale sweep)."""
+    seen: dict[str, Any] = {}
+
+    def respond(request: Request) -> Response:
+        response = ok_submit(request)
+        task_id = json.loads(response.get_data())["task_id"]
+        job_id = request.form["webhook_url"].split("/webhooks/", 1)[1].split("/")[0]
+        progress = {"success": True, "task_id": task_id, "status": "IN_PROGRESS", "conversion_type": "Denoise"}
+        seen["progress"] = post_callback(job_id, progress)
+        seen["final"] = post_callback(job_id, callback_payload(task_id, serve_outputs(files)))
+        seen["kept"] = stack.table.get_item(Key={"job_id": job_id})["Item"]["early_callback"]["verdict"]
+        return response
+
+    provider.then(respond)
+    deliver(put_object(stack, KEY))
+
+    assert seen["progress"]["statusCode"] == 202
+    assert seen["final"]["statusCode"] == 202
+    assert seen["kept"] == "SUCCEEDED"
+    assert job_by_key(stack, KEY)["status"] == "COPYING"  # applied as SUBMITTED was recorded
+    run_queue(stack, "AdmissionQueue")
+    run_queue(stack, "CopyQueue", rounds=3)
+    assert job_by_key(stack, KEY)["status"] == "COMPLETED"
+    assert len(provider.submissions) == 1
+
+
 @pytest.mark.parametrize("waiting_state", ["RECEIVED", "QUEUED"])
 def test_webhook_before_the_submitted_write_is_kept_and_applied_when_the_submit_records(
     stack: Stack, provider: ProviderDouble, files: OutputFileServer, waiting_state: str

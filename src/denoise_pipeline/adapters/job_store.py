@@ -231,7 +231,7 @@ class JobStore:
     def keep_early_callback(self, job_id: str, outcome: ConversionOutcome, now: datetime | None = None) -> Job:
         """Keep a callback for a job that has no task id yet (waiting, or its submit is under way).
 
-        A final callback replaces a kept unclear one, never the other way round.
+        A final callback replaces a kept one that is not final (progress, unclear), never the other way round.
         """
         stamp = iso(now or utc_now())
         values: dict[str, Any] = {
@@ -242,7 +242,8 @@ class JobStore:
         }
         replaceable = "attribute_not_exists(early_callback)"
         if outcome.verdict.is_final:
-            replaceable += " OR early_callback.verdict = :unclear"
+            replaceable += " OR early_callback.verdict IN (:pending, :unclear)"
+            values[":pending"] = Verdict.PENDING.value
             values[":unclear"] = Verdict.UNCLEAR.value
         return self._update(
             job_id,
