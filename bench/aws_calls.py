@@ -56,12 +56,14 @@ class AwsCalls:
 
 def _s3_operation(environ: Mapping[str, Any], query: Mapping[str, list[str]]) -> str:
     method = environ.get("REQUEST_METHOD", "")
-    has_key = environ.get("PATH_INFO", "/").strip("/").count("/") >= 1 or environ.get("HTTP_HOST", "").count(".") > 2
+    has_key = "/" in environ.get("PATH_INFO", "/").strip("/")  # path style: /bucket/key
     if method == "PUT":
         if "partNumber" in query:
             return "UploadPart"
         return "CopyObject" if "HTTP_X_AMZ_COPY_SOURCE" in environ else "PutObject"
     if method == "POST":
+        if "delete" in query:
+            return "DeleteObjects"
         return "CreateMultipartUpload" if "uploads" in query else "CompleteMultipartUpload"
     if method == "DELETE":
         return "AbortMultipartUpload" if "uploadId" in query else "DeleteObject"

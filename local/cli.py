@@ -201,6 +201,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  {name:14} {state[name]}")
     for function, path in state["logs"].items():
         print(f"  {'log':14} {path}  ({function})")
+    for schedule, timing in state["schedules"].items():
+        print(f"  {'schedule':14} {schedule}: {timing}")
     print(f"\nnot emulated here (deployed by CloudFormation only): {', '.join(state['not_emulated'])}")
     print("\nIAM is enforced: use the emulation's administrator key with the AWS CLI (it refuses unknown keys):")
     for name, value in {

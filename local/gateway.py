@@ -46,7 +46,8 @@ class Gateway:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, forever if it never ran
+            self._server.shutdown()
         self._server.server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 

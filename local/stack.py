@@ -12,9 +12,15 @@ Four parts, each its own package or module:
 - the gateway (local.gateway): the HTTP API's routes as payload v2 events;
 - the provider (local.provider): the MusicGPT-compatible server with a real denoiser.
 
-Only three values differ from a deployment, each because the emulation has nothing else to offer: the API
-Gateway URL (the gateway's address), the provider's URL (plain http on loopback; the template accepts https
-only) and the time scale (retries after seconds, the schedule every few seconds, see LocalStackConfig).
+What differs from a deployment, each because the emulation has nothing else to offer:
+- endpoints: the API Gateway URL (the gateway's address), the provider's URL (plain http on loopback; the template
+  accepts https only), AWS_ENDPOINT_URL (moto), and the provider's output origin added to OutputHostAllowlist;
+- time: StaleAfterSeconds 60, failed messages and events retried after `retry_delay` × attempt, the copy's retry
+  delay (COPY_RETRY_DELAY_SECONDS) and the schedule every `reconcile_interval` seconds;
+- scale: at most `environments_per_function` environments per function (Lambda scales to the account's limit);
+- trust: OUTPUT_CA_BUNDLE names the local provider's throwaway CA when it serves https;
+- the artifact holds the template's arm64 wheels and runs on this machine's x86_64 (a wheel with only a native
+  extension for aarch64 would not import here; today every dependency has a pure-Python path).
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from .aws.emulator import EmulatedAws
-from .aws.template import ACCOUNT_ID, REGION, FunctionConfig, StackResources, Template
+from .aws.template import ACCOUNT_ID, REGION, FunctionConfig, QueueSource, StackResources, Template, TemplateError
 from .gateway import Gateway
 from .lambdas.environment import FunctionSpec, InvocationResult
 from .lambdas.event_sources import AsyncInvoker, QueuePoller, RuleBridge, Schedule
@@ -59,7 +67,8 @@ class LocalStackConfig:
     attenuation_limit_db: float = 100.0
     reconcile_interval: float = 10.0
     retry_delay: float = 1.0
-    """Seconds before a failed SQS message or asynchronous event is retried (Lambda waits minutes; here, seconds)."""
+    """A failed SQS message is visible again after this many seconds (the queue's visibility timeout in AWS), a
+    failed asynchronous event is retried after this × its attempt number (Lambda waits about 1 then 2 minutes)."""
     moto_port: int = 0
     gateway_port: int = 0
     provider_port: int = 0
@@ -69,9 +78,9 @@ class LocalStackConfig:
     environment: dict[str, str] = field(default_factory=dict)
     """Function variables set last, over the template's (e.g. a provider URL that never answers)."""
     template_path: Path | None = None
+    """Another template.yaml (e.g. a copy with one policy statement removed); the build still comes from src/."""
     artifacts: dict[str, Path] = field(default_factory=dict)
     """A function's artifact other than its `sam build` output (e.g. a copy without one dependency)."""
-    """Another template.yaml (e.g. a copy with one policy statement removed); the build still comes from src/."""
     event_sources: bool = True
     """False = nothing feeds the functions on its own (benchmarks invoke them directly)."""
     environments_per_function: int = LOCAL_ENVIRONMENT_CAP
@@ -96,6 +105,8 @@ class LocalStack:
         self.pollers: list[QueuePoller] = []
         self.log_dir = self.config.state_dir / "logs"
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        """Every event source's thread (pollers, bridges, asynchronous invocation workers, schedules)."""
         self._saved_environment: dict[str, str] = {}
 
     @property
@@ -108,6 +119,13 @@ class LocalStack:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalStack:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # nothing half-started outlives a failed start (servers, processes, IAM enforcement)
+            raise
+
+    def _start(self) -> LocalStack:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         artifacts = ensure_artifacts(FUNCTIONS) | self.config.artifacts
@@ -137,16 +155,18 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        """Event sources stop taking work, every function's processes are killed (an invocation in flight ends
+        with Runtime.ExitError), then the threads get one shared deadline to notice."""
         self._stop.set()
         if self.gateway is not None:
             self.gateway.stop()
-        for invoker in self.async_invokers.values():
-            invoker.join(timeout=5)
-        for poller in self.pollers:
-            for thread in poller.threads:
-                thread.join(timeout=5)
         for function in self.functions.values():
             function.close()
+        for invoker in self.async_invokers.values():
+            invoker.cancel_retries()
+        deadline = time.monotonic() + 10
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.provider is not None:
             self.provider.stop()
         self.aws.stop()
@@ -229,14 +249,14 @@ class LocalStack:
         assert self.resources is not None
         resources = self.resources
         platform_sqs = self.aws.client("sqs")
-        for name in FUNCTIONS:
+        for name in self._asynchronously_invoked():
             config = self.function_configs[name]
             role_sqs = self.aws.client("sqs", self.aws.role_credentials(config.role_arn, config.name))
 
-            def send(arn: str, body: str, sqs: Any = role_sqs) -> None:
+            def send(arn: str, body: str, sqs: Any = role_sqs) -> None:  # Lambda sends with the function's role
                 sqs.send_message(QueueUrl=resources.queue_url(arn), MessageBody=body)
 
-            self.async_invokers[name] = AsyncInvoker(
+            invoker = AsyncInvoker(
                 self.functions[name],
                 function_arn=config.arn,
                 config=self.template.async_invoke_config(name, resources),
@@ -245,6 +265,8 @@ class LocalStack:
                 retry_delay=self.config.retry_delay,
                 stop=self._stop,
             )
+            self.async_invokers[name] = invoker
+            self._threads += invoker.threads
         events = self.aws.client("events")
         for rule in self.template.rule_sources(resources):
             name = resources.ref(rule.logical_id)
@@ -256,25 +278,54 @@ class LocalStack:
                 rule.function, "events.amazonaws.com", resources.attributes[rule.logical_id]["Arn"], resources
             )
             target = self.async_invokers[rule.function].submit if permitted else self._dead_letter(rule.dead_letter_arn)
-            RuleBridge(platform_sqs, url, target, self._stop)
+            self._threads.append(RuleBridge(platform_sqs, url, target, self._stop).thread)
         for source in self.template.queue_sources():
-            config = self.function_configs[source.function]
-            function = self.functions[source.function]
-            self.pollers.append(
-                QueuePoller(
-                    source,
-                    function,
-                    queue_url=resources.ref(source.queue),
-                    queue_arn=resources.attributes[source.queue]["Arn"],
-                    role_sqs=self.aws.client("sqs", self.aws.role_credentials(config.role_arn, config.name)),
-                    platform_sqs=platform_sqs,
-                    concurrency=min(source.maximum_concurrency or function.max_environments, function.max_environments),
-                    retry_delay=self.config.retry_delay,
-                    stop=self._stop,
-                )
-            )
+            self._threads += self._poll(source, platform_sqs).threads
         for schedule in self.template.schedules(resources):
-            Schedule(self.async_invokers[schedule.function], self.config.reconcile_interval, self._stop)
+            timer = Schedule(self.async_invokers[schedule.function], self.config.reconcile_interval, self._stop)
+            self._threads.append(timer.thread)
+
+    def _asynchronously_invoked(self) -> set[str]:
+        assert self.resources is not None
+        return {rule.function for rule in self.template.rule_sources(self.resources)} | {
+            schedule.function for schedule in self.template.schedules(self.resources)
+        }
+
+    def _poll(self, source: QueueSource, platform_sqs: Any) -> QueuePoller:
+        """An event source mapping, after the checks CreateEventSourceMapping makes: the role may read the queue's
+        attributes, and the queue's visibility timeout is at least the function's timeout."""
+        assert self.resources is not None
+        config = self.function_configs[source.function]
+        function = self.functions[source.function]
+        role_sqs = self.aws.client("sqs", self.aws.role_credentials(config.role_arn, config.name))
+        queue_url = self.resources.ref(source.queue)
+        try:
+            attributes = role_sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])
+        except ClientError as exc:
+            raise TemplateError(f"{source.logical_id}: Lambda could not create the mapping: {exc}") from exc
+        visibility = int(attributes["Attributes"]["VisibilityTimeout"])
+        if visibility < config.timeout_seconds:
+            raise TemplateError(
+                f"{source.logical_id}: the queue's visibility timeout ({visibility} s) is less than the function's "
+                f"timeout ({config.timeout_seconds} s); Lambda refuses the mapping"
+            )
+        # A function that also serves an HTTP route keeps one environment for it: Lambda would scale past the
+        # pollers instead of making a callback wait behind long copies (here the environments are capped).
+        routed = bool(self.template.http_routes(source.function)) and function.max_environments > 1
+        limit = function.max_environments - routed
+        poller = QueuePoller(
+            source,
+            function,
+            queue_url=queue_url,
+            queue_arn=self.resources.attributes[source.queue]["Arn"],
+            role_sqs=role_sqs,
+            platform_sqs=platform_sqs,
+            concurrency=min(source.maximum_concurrency or limit, limit),
+            retry_delay=self.config.retry_delay,
+            stop=self._stop,
+        )
+        self.pollers.append(poller)
+        return poller
 
     def function(self, name: str, artifact: Path, runtime: Runtime) -> LocalFunction:
         """A pool of execution environments running `artifact` as the stack's function `name` (its
@@ -345,6 +396,10 @@ class LocalStack:
             "credentials": self.aws.admin,
             "region": REGION,
             "logs": {name: str(self.log_dir / f"{config.name}.log") for name, config in self.function_configs.items()},
+            "schedules": {
+                schedule.logical_id: f"{schedule.expression} (every {self.config.reconcile_interval:g} s here)"
+                for schedule in self.template.schedules(self.resources)
+            },
             "not_emulated": self.template.not_emulated(),
         }
 

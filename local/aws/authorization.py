@@ -482,14 +482,15 @@ def _as_strings(expected: Any) -> list[str]:
     return [str(value).lower() if isinstance(value, bool) else str(value) for value in values]
 
 
-def _condition_holds(operator: str, expected: list[str], actual: str | None) -> bool:
-    """One operator on one key. An unknown operator never holds (its statement does not apply)."""
+def _condition_holds(operator: str, expected: list[str], actual: str | None, *, deny: bool = False) -> bool:
+    """One operator on one key. An operator this evaluator does not know (Numeric*, Date*, IpAddress, ForAnyValue:
+    ...) fails closed: an Allow does not apply and a Deny does, so the emulation never grants what AWS refuses."""
     if operator == "Null":
         return (actual is None) == (expected[0].lower() == "true")
     base = operator.removesuffix("IfExists")
     positive = _NEGATIONS.get(base, base)
     if positive not in _MATCHERS:
-        return False
+        return deny
     if_exists, negated = base != operator, positive != base
     if actual is None:  # a missing key matches no value: negated operators hold (AWS's rule), and ...IfExists
         return if_exists or negated
@@ -497,11 +498,13 @@ def _condition_holds(operator: str, expected: list[str], actual: str | None) -> 
     return matched != negated
 
 
-def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
+def _conditions_hold(
+    conditions: Mapping[str, Mapping[str, Any]], context: Mapping[str, str], *, deny: bool = False
+) -> bool:
     """A statement's Condition block: every operator, every key (condition keys are case-insensitive)."""
     values = {key.lower(): value for key, value in context.items()}
     return all(
-        _condition_holds(operator, _as_strings(expected), values.get(key.lower()))
+        _condition_holds(operator, _as_strings(expected), values.get(key.lower()), deny=deny)
         for operator, block in conditions.items()
         for key, expected in block.items()
     )
@@ -520,7 +523,7 @@ def _statement_is_action_permitted(
     if not conditions:
         return _ORIGINAL_IS_ACTION_PERMITTED(self, action, resource, principal, incoming_condition_values)
     context = {**(getattr(_context, "values", None) or {}), **(incoming_condition_values or {})}
-    if not _conditions_hold(conditions, context):
+    if not _conditions_hold(conditions, context, deny=self._statement.get("Effect") == "Deny"):
         return PermissionResult.NEUTRAL
     unconditional = IAMPolicyStatement({name: value for name, value in self._statement.items() if name != "Condition"})
     return _ORIGINAL_IS_ACTION_PERMITTED(unconditional, action, resource, principal, incoming_condition_values)

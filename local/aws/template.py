@@ -141,7 +141,6 @@ class ScheduleSource:
     logical_id: str
     function: str
     expression: str
-    maximum_retry_attempts: int
 
 
 class Template:
@@ -186,9 +185,6 @@ class Template:
             raise TemplateError(f"{logical_id} is not a function")
         properties: Mapping[str, Any] = resource["Properties"]
         return properties
-
-    def handler(self, logical_id: str) -> str:
-        return str(self.function(logical_id)["Handler"])
 
     def function_environment(
         self, logical_id: str, stack: StackResources, overrides: Mapping[str, str] | None = None
@@ -289,7 +285,6 @@ class Template:
                 logical_id=logical_id,
                 function=str(schedule["Target"]["Arn"]["Fn::GetAtt"][0]),
                 expression=str(resolve(schedule["ScheduleExpression"], stack)),
-                maximum_retry_attempts=int(schedule["Target"].get("RetryPolicy", {}).get("MaximumRetryAttempts", 185)),
             )
             for logical_id, schedule in self.resources_of_type("AWS::Scheduler::Schedule")
         ]
@@ -308,8 +303,8 @@ class Template:
         return False
 
     def not_emulated(self) -> list[str]:
-        """Logical id and type of every transformed resource the local stack leaves out (roles, permissions,
-        policies, alarms, logs, the KMS key, the alarm topic)."""
+        """Logical id and type of every transformed resource the local stack leaves out (alarms, the dashboard,
+        the KMS key, the alarm topic and its subscription)."""
         return sorted(
             f"{logical_id} ({resource['Type']})"
             for logical_id, resource in self.resources.items()

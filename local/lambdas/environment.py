@@ -32,7 +32,7 @@ INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase of an on-demand
 WATCH_INTERVAL_SECONDS = 0.02  # how often a waiting invocation checks that its process still lives
 Credentials = Callable[[], Mapping[str, str]]
 # How the platform ended an invocation: the deadline passed, the process died, the Runtime API refused the response.
-Failure = Literal["timeout", "exit", "refused"]
+Failure = Literal["timeout", "exit", "refused", "memory"]
 
 # Set by Lambda; a function may not define them (CreateFunction refuses them).
 RESERVED_VARIABLES = frozenset(
@@ -232,12 +232,21 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 
 def _peak_memory_mb(pid: int) -> int:
     """The process's peak resident set size (VmHWM), which is what Lambda's Max Memory Used reports."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def _resident_memory_mb(pid: int) -> int:
+    """The process's resident set size now: above the function's MemorySize, Lambda kills the runtime."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def _status_mb(pid: int, field_name: str) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
     except OSError:
         return 0
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field_name):
             return math.ceil(int(line.split()[1]) / 1024)
     return 0
 
@@ -445,6 +454,9 @@ class ExecutionEnvironment:
             return "Status: timeout"
         if failure == "exit":
             self._platform(str(_decode(outcome.body)["errorMessage"]), "Runtime.ExitError")
+        if failure == "memory":
+            self._platform(str(_decode(outcome.body)["errorMessage"]))
+            return "Status: error\tError Type: Runtime.OutOfMemory"
         return "Status: error\tError Type: Runtime.ExitError"
 
     def _watch(
@@ -461,6 +473,12 @@ class ExecutionEnvironment:
                 failure = Outcome(error_body("Runtime.ExitError", message), "Runtime.ExitError")
                 if invocation.finish(failure):
                     return failure, "exit"
+            elif _resident_memory_mb(process.pid) > self.spec.memory_mb:
+                _kill_group(process)
+                message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+                failure = Outcome(error_body("Runtime.OutOfMemory", message), "Runtime.OutOfMemory")
+                if invocation.finish(failure):
+                    return failure, "memory"
             elif time.monotonic() >= deadline:
                 seconds = f"{self.spec.timeout_seconds:.2f}"
                 message = f"RequestId: {request_id} Error: Task timed out after {seconds} seconds"

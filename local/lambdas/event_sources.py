@@ -82,22 +82,20 @@ class AsyncInvoker:
         self._stop = stop
         self._queue: queue.Queue[_Pending] = queue.Queue()
         self._timers: list[threading.Timer] = []
-        self.failed_events = 0
-        self._threads = [
+        self.threads = [
             threading.Thread(target=self._work, name=f"async-{function_arn.rsplit(':', 1)[-1]}-{n}", daemon=True)
             for n in range(workers)
         ]
-        for thread in self._threads:
+        for thread in self.threads:
             thread.start()
 
     def submit(self, event: Any) -> None:
         self._queue.put(_Pending(event, time.monotonic(), 0))
 
-    def join(self, timeout: float) -> None:
+    def cancel_retries(self) -> None:
+        """Retries waiting for their delay are dropped (the stack is stopping)."""
         for timer in self._timers:
             timer.cancel()
-        for thread in self._threads:
-            thread.join(timeout)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -105,7 +103,10 @@ class AsyncInvoker:
                 pending = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
-            self._attempt(pending)
+            try:
+                self._attempt(pending)
+            except Exception:  # a worker never dies: the event is logged and the next one taken
+                log.exception("%s: asynchronous invocation failed in the emulation", self._arn)
 
     def _attempt(self, pending: _Pending) -> None:
         if time.monotonic() - pending.received_at > self._config.maximum_event_age_seconds:
@@ -124,7 +125,6 @@ class AsyncInvoker:
         self._give_up(attempt, result, "RetriesExhausted")
 
     def _give_up(self, pending: _Pending, result: Result | None, condition: str) -> None:
-        self.failed_events += 1
         if self._config.on_failure_arn is None:
             log.warning("%s: event dropped (%s)", self._arn, condition)
             return
@@ -141,7 +141,10 @@ class AsyncInvoker:
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "responsePayload": result.payload if result else None,
         }
-        self._send(self._config.on_failure_arn, json.dumps(record))
+        try:
+            self._send(self._config.on_failure_arn, json.dumps(record))
+        except Exception:  # Lambda counts a failed destination delivery (DestinationDeliveryFailures) and drops it
+            log.exception("%s: the on-failure destination refused the record", self._arn)
 
 
 class RuleBridge:
@@ -158,12 +161,19 @@ class RuleBridge:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            messages = self._sqs.receive_message(
-                QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=LONG_POLL_SECONDS
-            ).get("Messages", [])
-            for message in messages:
-                self._target(as_eventbridge_sends_it(json.loads(message["Body"])))
-                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+            try:
+                self._forward()
+            except Exception:  # the bridge never dies; an undelivered event stays in its queue
+                log.exception("rule bridge: delivery failed")
+                self._stop.wait(1)
+
+    def _forward(self) -> None:
+        messages = self._sqs.receive_message(
+            QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=LONG_POLL_SECONDS
+        ).get("Messages", [])
+        for message in messages:
+            self._target(as_eventbridge_sends_it(json.loads(message["Body"])))
+            self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
 
 
 class QueuePoller:
@@ -190,7 +200,6 @@ class QueuePoller:
         self._platform_sqs = platform_sqs
         self._retry_delay = retry_delay
         self._stop = stop
-        self.failed_batches = 0
         self.threads = [
             threading.Thread(target=self._run, name=f"{source.logical_id}-{n}", daemon=True) for n in range(concurrency)
         ]
@@ -227,8 +236,6 @@ class QueuePoller:
         result = self._function.invoke(lambda_sqs_event(self._arn, batch))
         failed = _failed_items(result, batch, reports_item_failures=self._source.reports_item_failures)
         done = [m for m in batch if m["MessageId"] not in failed]
-        if failed:
-            self.failed_batches += 1
         for start in range(0, len(done), 10):
             self._role_sqs.delete_message_batch(
                 QueueUrl=self._url,

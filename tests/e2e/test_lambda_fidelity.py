@@ -67,9 +67,12 @@ def test_a_policy_statement_removed_fails_exactly_that_call_and_the_job_ends_rec
         assert "AccessDenied" in item["last_copy_error"]
         listed = endpoints.client("s3").list_object_versions(Bucket=endpoints.output_bucket)
         assert "Versions" not in listed
-        webhook_log = log_text(stack, "WebhookFunction")
-        assert "AccessDenied" in webhook_log
-        assert "PutObject" in webhook_log or "UploadPart" in webhook_log or "CreateMultipartUpload" in webhook_log
+        denial = (
+            f"assumed-role/denoise-local-WebhookRole/denoise-local-WebhookFunction is not authorized to perform: "
+            f's3:PutObject on resource: "arn:aws:s3:::{endpoints.output_bucket}/'
+        )
+        assert denial in item["last_copy_error"]
+        assert denial.split(' "')[0] in log_text(stack, "WebhookFunction")  # JSON-escaped quotes in the log
 
 
 def test_the_same_call_is_allowed_with_the_template_as_written(tmp_path: Path) -> None:

@@ -257,6 +257,32 @@ def test_a_process_that_dies_fails_with_runtime_exit_error(deploy: Deploy) -> No
     assert retry.init_duration_ms is not None
 
 
+def test_a_handler_over_its_memory_size_is_killed_with_runtime_out_of_memory(deploy: Deploy) -> None:
+    """MemorySize is 256 MB here: a handler holding 400 MB is killed as Lambda kills it, and the next invocation
+    gets a fresh environment."""
+    function = deploy(
+        """
+        import time
+
+        def handler(event, context):
+            if event.get("hog"):
+                hoard = bytearray(400 * 1024 * 1024)
+                hoard[::4096] = b"x" * len(hoard[::4096])  # touch every page: resident, not just reserved
+                time.sleep(2)
+            return "small"
+        """
+    )
+
+    result = function.invoke({"hog": True})
+
+    assert result.error_type == "Runtime.OutOfMemory"
+    assert result.error_message == f"RequestId: {result.request_id} Error: Runtime exited with error: signal: killed"
+    assert "Error Type: Runtime.OutOfMemory" in function.log.path.read_text(encoding="utf-8")
+    retry = function.invoke({})
+    assert retry.payload == "small"
+    assert retry.init_duration_ms is not None
+
+
 def test_a_missing_dependency_fails_init_and_every_invocation_retries_it(deploy: Deploy) -> None:
     function = deploy(
         """

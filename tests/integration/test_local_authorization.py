@@ -513,7 +513,7 @@ def test_a_missing_key_matches_no_value(key: str, expected: str) -> None:
         ("ArnEquals", "arn:aws:iam::*:role/x", "arn:aws:iam::1:2:role/x", False),  # * stays within one part
         ("ArnNotLike", "arn:aws:iam::*:role/webhook-*", "arn:aws:iam::123456789012:role/submit-role", True),
         ("Null", "false", "anything", True),
-        ("NumericLessThan", "10", "5", False),  # not implemented: the statement does not apply
+        ("NumericLessThan", "10", "5", False),  # not implemented: an Allow does not apply (a Deny does, below)
         ("ForAnyValue:StringEquals", "a", "a", False),
     ],
 )
@@ -535,3 +535,14 @@ def test_an_unmet_condition_on_a_deny_is_neutral_not_a_deny() -> None:
     assert statement.is_action_permitted("s3:GetObject", "*", incoming_condition_values=context) == (
         PermissionResult.NEUTRAL
     )
+
+
+def test_a_deny_with_an_operator_the_emulation_does_not_know_applies() -> None:
+    """Fail closed: an unknown operator never lets the emulation grant what AWS might refuse."""
+    install()
+    deny = IAMPolicyStatement(
+        {"Effect": "Deny", "Action": "s3:*", "Resource": "*", "Condition": {"NumericLessThan": {"s3:max-keys": "10"}}}
+    )
+    allow = IAMPolicyStatement({**deny._statement, "Effect": "Allow"})
+    assert deny.is_action_permitted("s3:ListBucket", "*", incoming_condition_values={}) == PermissionResult.DENIED
+    assert allow.is_action_permitted("s3:ListBucket", "*", incoming_condition_values={}) == PermissionResult.NEUTRAL
