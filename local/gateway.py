@@ -8,6 +8,8 @@ maximum) answers 503 `{"message":"Service Unavailable"}` while the invocation go
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import re
 import threading
 from collections.abc import Mapping
@@ -54,7 +56,7 @@ class Gateway:
     def answer(
         self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes, source_ip: str
     ) -> tuple[int, dict[str, str], bytes]:
-        path = raw_path.split("?", 1)[0]
+        path, _, query = raw_path.partition("?")
         for route_method, route, pattern, function in self._routes:
             match = pattern.fullmatch(path)
             if match is None or route_method != method:
@@ -62,14 +64,14 @@ class Gateway:
             if function is None:
                 return _json(500, b'{"message":"Internal Server Error"}')
             event = http_api_event(
-                method, path, f"{route_method} {route}", match.groupdict(), dict(headers), body, source_ip
+                method, path, f"{route_method} {route}", match.groupdict(), dict(headers), body, source_ip, query
             )
             future = self._pool.submit(function.invoke, event)
             try:
                 result = future.result(timeout=INTEGRATION_TIMEOUT_SECONDS)
             except FutureTimeout:
                 return _json(503, b'{"message":"Service Unavailable"}')
-            if result.error_type is not None or not isinstance(result.payload, Mapping):
+            if result.error_type is not None:
                 return _json(500, b'{"message":"Internal Server Error"}')
             return _proxy_answer(result.payload)
         return _json(404, b'{"message":"Not Found"}')
@@ -86,6 +88,15 @@ class Gateway:
 
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
                 self._dispatch("GET")
+
+            def do_PUT(self) -> None:  # noqa: N802 - stdlib name
+                self._dispatch("PUT")
+
+            def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
+                self._dispatch("DELETE")
+
+            def do_PATCH(self) -> None:  # noqa: N802 - stdlib name
+                self._dispatch("PATCH")
 
             def _dispatch(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -106,12 +117,18 @@ def _json(status: int, body: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, body
 
 
-def _proxy_answer(answer: Mapping[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    """Payload v2 response: statusCode/headers/body (base64 when isBase64Encoded)."""
-    payload = answer.get("body") or ""
-    data = base64.b64decode(payload) if answer.get("isBase64Encoded") else str(payload).encode()
-    headers = {str(name): str(value) for name, value in (answer.get("headers") or {}).items()}
-    return int(answer.get("statusCode", 200)), headers, data
+def _proxy_answer(answer: Any) -> tuple[int, dict[str, str], bytes]:
+    """Payload v2 response: statusCode/headers/body (base64 when isBase64Encoded); an answer without statusCode is
+    the JSON body of a 200; an answer API Gateway cannot read is a 500."""
+    if not isinstance(answer, Mapping) or "statusCode" not in answer:
+        return _json(200, json.dumps(answer).encode())
+    try:
+        payload = answer.get("body") or ""
+        data = base64.b64decode(payload, validate=True) if answer.get("isBase64Encoded") else str(payload).encode()
+        headers = {str(name): str(value) for name, value in (answer.get("headers") or {}).items()}
+        return int(answer["statusCode"]), headers, data
+    except (TypeError, ValueError, binascii.Error):
+        return _json(500, b'{"message":"Internal Server Error"}')
 
 
 def _route_pattern(route: str) -> re.Pattern[str]:

@@ -17,9 +17,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -219,15 +221,18 @@ class QueuePoller:
     def _receive_batch(self) -> list[dict[str, Any]]:
         """Up to BatchSize messages; with a batching window, keep receiving until it is full or the window ends."""
         batch: list[dict[str, Any]] = []
-        window_ends = time.monotonic() + self._source.batching_window_seconds
+        window_ends = math.inf  # the window opens with the first message
         while len(batch) < self._source.batch_size and not self._stop.is_set():
-            batch += self._role_sqs.receive_message(
+            received = self._role_sqs.receive_message(
                 QueueUrl=self._url,
                 MaxNumberOfMessages=min(10, self._source.batch_size - len(batch)),
                 WaitTimeSeconds=LONG_POLL_SECONDS,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
+            if received and not batch:
+                window_ends = time.monotonic() + self._source.batching_window_seconds
+            batch += received
             if batch and time.monotonic() >= window_ends:
                 break
         return batch
@@ -244,7 +249,9 @@ class QueuePoller:
         for message in batch:
             if message["MessageId"] in failed:
                 self._platform_sqs.change_message_visibility(
-                    QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=int(self._retry_delay)
+                    QueueUrl=self._url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=math.ceil(self._retry_delay),
                 )
 
 
@@ -257,6 +264,8 @@ def _failed_items(result: Result, batch: list[dict[str, Any]], *, reports_item_f
     if not reports_item_failures or not isinstance(result.payload, Mapping):
         return set()
     items = result.payload.get("batchItemFailures") or []
+    if not isinstance(items, list):
+        return everything
     failed = {item.get("itemIdentifier") for item in items if isinstance(item, Mapping)}
     if len(failed) != len(items) or not failed <= everything:
         return everything
@@ -273,8 +282,7 @@ def lambda_sqs_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str
                 "body": message["Body"],
                 "attributes": message.get("Attributes", {}),
                 "messageAttributes": {
-                    name: {k[0].lower() + k[1:]: v for k, v in value.items()}
-                    for name, value in message.get("MessageAttributes", {}).items()
+                    name: _lambda_attribute(value) for name, value in message.get("MessageAttributes", {}).items()
                 },
                 "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324
                 "eventSource": "aws:sqs",
@@ -284,6 +292,15 @@ def lambda_sqs_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str
             for message in messages
         ]
     }
+
+
+def _lambda_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A message attribute as Lambda writes it: lower-camel keys, list values always present, binary as base64."""
+    attribute: dict[str, Any] = {"stringListValues": [], "binaryListValues": []}
+    for key, item in value.items():
+        text = base64.b64encode(item).decode("ascii") if isinstance(item, bytes) else item
+        attribute[key[0].lower() + key[1:]] = text
+    return attribute
 
 
 class Schedule:

@@ -7,7 +7,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import parse_qs, quote_plus
 
 from ..aws.template import ACCOUNT_ID, REGION
 
@@ -64,6 +64,7 @@ def http_api_event(
     headers: dict[str, str],
     body: bytes,
     source_ip: str = "127.0.0.1",
+    query: str = "",
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) proxy event; binary or non-UTF-8 bodies arrive base64-encoded."""
     content_type = headers.get("content-type", "")
@@ -74,11 +75,11 @@ def http_api_event(
         is_base64 = True
     encoded = base64.b64encode(body).decode("ascii") if is_base64 else text
     now = datetime.now(UTC)
-    return {
+    event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": {name.lower(): value for name, value in headers.items()},
         "requestContext": {
             "accountId": "123456789012",
@@ -102,6 +103,11 @@ def http_api_event(
         "body": encoded,
         "isBase64Encoded": is_base64,
     }
+    if query:  # repeated names are joined with commas, as HTTP API does
+        event["queryStringParameters"] = {
+            name: ",".join(values) for name, values in parse_qs(query, keep_blank_values=True).items()
+        }
+    return event
 
 
 def sqs_event(queue_arn: str, messages: list[tuple[str, str, int]]) -> dict[str, Any]:

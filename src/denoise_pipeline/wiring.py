@@ -3,7 +3,8 @@
 Nothing is built at import time, so a handler module imports without any environment; the first invocation reads
 the function's settings (a missing value fails it loudly) and builds the adapters, which later invocations reuse.
 What only the submit and reconcile functions use (the provider's HTTP client, input objects, the submit and
-reconcile workflows) is imported by the builders that need it, so the webhook function never loads it.
+reconcile workflows) is imported by the builders that need it, so the webhook function never loads it; the copy
+worker's copier and workflow likewise, so neither do the submit and reconcile functions (nor a callback).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from botocore.config import Config
 from .adapters.capacity import CapacityGate, LookupBudget
 from .adapters.event_bus import EventPublisher
 from .adapters.job_store import JobStore
-from .adapters.output_copier import OutputCopier, UrlPolicy
 from .adapters.queues import JobQueue
 from .adapters.reservations import Reservations
 from .adapters.secrets import SecretReader
+from .adapters.url_policy import UrlPolicy
 from .domain.tokens import WebhookLinks
 from .settings import (
     JobsSettings,
@@ -33,13 +34,13 @@ from .settings import (
     WebhookSettings,
 )
 from .workflows.callback import CallbackDeps, LookupDeps, Recorder
-from .workflows.copy import CopyDeps
 from .workflows.lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
     from .adapters.musicgpt import MusicGptClient
+    from .workflows.copy import CopyDeps
     from .workflows.reconcile import ReconcileDeps
     from .workflows.submit import SubmitDeps
 
@@ -111,6 +112,9 @@ def lookup_deps() -> LookupDeps:
 
 @built_once
 def copy_deps() -> CopyDeps:
+    from .adapters.output_copier import OutputCopier  # the copy worker's only: callbacks never load it
+    from .workflows.copy import CopyDeps
+
     config = webhook_settings()
     copier = OutputCopier(
         boto3.client("s3", config=AWS_CONFIG),

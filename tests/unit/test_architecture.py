@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,31 @@ def test_handlers_are_thin() -> None:
 def test_every_module_says_what_it_owns() -> None:
     for path in PACKAGE.rglob("*.py"):
         assert ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))), f"{path} has no module docstring"
+
+
+@pytest.mark.parametrize(
+    ("handler", "absent"),
+    [
+        ("submit", {"denoise_pipeline.adapters.output_copier", "denoise_pipeline.workflows.copy"}),
+        ("reconcile", {"denoise_pipeline.adapters.output_copier", "denoise_pipeline.workflows.copy"}),
+        (
+            "webhook",
+            {
+                "requests",
+                "denoise_pipeline.adapters.musicgpt",
+                "denoise_pipeline.adapters.output_copier",
+                "denoise_pipeline.handlers.copy_worker",
+                "aws_lambda_powertools.utilities.batch",
+            },
+        ),
+    ],
+)
+def test_a_cold_start_loads_only_its_own_path(handler: str, absent: set[str]) -> None:
+    """What a function never runs (or, for the webhook's callbacks, not on the provider's clock) is not imported
+    at cold start: each module costs init time on every new Lambda environment."""
+    code = f"import sys, denoise_pipeline.handlers.{handler}; print('\\n'.join(sys.modules))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()  # noqa: S603 - our interpreter, our code
+    )
+    assert f"denoise_pipeline.handlers.{handler}" in loaded
+    assert not loaded & absent

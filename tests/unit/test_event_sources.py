@@ -124,11 +124,12 @@ def failures(*items: Any) -> dict[str, Any]:
         # The listed ids fail, the others succeed.
         pytest.param(ok(failures({"itemIdentifier": "id-1"})), True, {"id-1"}, id="one-listed"),
         pytest.param(
-            ok(failures({"itemIdentifier": "id-2"}, {"itemIdentifier": "id-0"})), True, {"id-0", "id-2"}, id="two-listed"
+            ok(failures({"itemIdentifier": "id-2"}, {"itemIdentifier": "id-0"})),
+            True,
+            {"id-0", "id-2"},
+            id="two-listed",
         ),
-        pytest.param(
-            ok(failures(*({"itemIdentifier": i} for i in sorted(EVERY_ID)))), True, EVERY_ID, id="all-listed"
-        ),
+        pytest.param(ok(failures(*({"itemIdentifier": i} for i in sorted(EVERY_ID)))), True, EVERY_ID, id="all-listed"),
         # Complete failure: an id that is not in the batch, an empty or null id, a bad key name, a bad item.
         pytest.param(ok(failures({"itemIdentifier": "id-9"})), True, EVERY_ID, id="unknown-id"),
         pytest.param(

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from . import copy_worker, is_sqs_event
+from . import is_sqs_event
 from .callback_route import app
 
 logger, metrics = Logger(), Metrics()
@@ -17,5 +17,9 @@ logger, metrics = Logger(), Metrics()
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_sqs_event(event):  # copy work from the copy queue
+        # Imported here: a callback's cold start (the provider waits for its answer) never loads the batch
+        # processor, the copier and their dependencies; the copy's cold start pays for them instead.
+        from . import copy_worker
+
         return copy_worker.process(event, context)
     return app.resolve(event, context)

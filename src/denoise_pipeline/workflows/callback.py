@@ -18,8 +18,8 @@ from aws_lambda_powertools import Logger
 
 from ..adapters.capacity import LookupBudget
 from ..adapters.job_store import JobStore
-from ..adapters.output_copier import OutputRefused, UrlPolicy
 from ..adapters.queues import JobQueue
+from ..adapters.url_policy import OutputRefused, UrlPolicy
 from ..domain.callback import Accepted, CallbackResult, Confirming, Duplicate, Failed, Kept, Progress
 from ..domain.job import WAITING_STATES, ErrorCode, Job, JobStatus, TransitionRejected
 from ..domain.outcome import ConversionOutcome, Verdict
