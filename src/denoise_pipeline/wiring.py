@@ -50,7 +50,7 @@ _BUILDING = threading.RLock()
 
 
 class _BuiltOnce[**P, T]:
-    """Like `functools.cache`, under one lock: concurrent first calls (the local stack runs handlers on threads)
+    """Like `functools.cache`, under one lock: concurrent first calls (the fault tests run handlers on threads)
     build one set of clients, not one per thread."""
 
     def __init__(self, factory: Callable[P, T]) -> None:
