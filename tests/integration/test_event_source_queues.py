@@ -20,70 +20,11 @@ from local import gateway as gateway_module
 from local.aws.template import QueueSource
 from local.gateway import Gateway
 from local.lambdas.event_sources import QueuePoller
+from tests.fake_functions import FakeFunction, FakeResult, error, ok
 
 WAIT = 8.0  # deadline for what should happen within a few polls
 MAX_RECEIVE_COUNT = 2
 ROUTE = "/webhooks/{job_id}/{token}"
-
-
-@dataclass(frozen=True)
-class FakeResult:
-    request_id: str
-    payload: Any = None
-    error_type: str | None = None
-    error_message: str | None = None
-
-
-def ok(payload: Any = None) -> FakeResult:
-    return FakeResult("req-ok", payload)
-
-
-def error() -> FakeResult:
-    return FakeResult("req-error", {"errorMessage": "boom", "errorType": "RuntimeError"}, "Unhandled", "boom")
-
-
-@dataclass(frozen=True)
-class Call:
-    event: Any
-    started: float
-    ended: float
-
-
-@dataclass
-class FakeFunction:
-    """Answers with `respond(event)` after sleeping `sleep` seconds; records each invocation (when it ends) and the
-    highest number running at once."""
-
-    respond: Callable[[Any], FakeResult] = lambda event: ok()
-    sleep: float = 0.0
-    calls: list[Call] = field(default_factory=list)
-    max_active: int = 0
-    _active: int = 0
-    _cond: threading.Condition = field(default_factory=threading.Condition)
-
-    def invoke(self, event: Any) -> FakeResult:
-        started = time.monotonic()
-        with self._cond:
-            self._active += 1
-            self.max_active = max(self.max_active, self._active)
-        try:
-            if self.sleep:
-                time.sleep(self.sleep)
-            return self.respond(event)
-        finally:
-            with self._cond:
-                self._active -= 1
-                self.calls.append(Call(event, started, time.monotonic()))
-                self._cond.notify_all()
-
-    def wait_until(self, predicate: Callable[[list[Call]], bool], timeout: float = WAIT) -> list[Call]:
-        with self._cond:
-            self._cond.wait_for(lambda: predicate(self.calls), timeout)
-            return list(self.calls)
-
-    def batches(self) -> list[list[dict[str, Any]]]:
-        with self._cond:
-            return [call.event["Records"] for call in self.calls]
 
 
 def bodies(records: list[dict[str, Any]]) -> list[str]:
@@ -197,7 +138,7 @@ def start_poller(queues: Queues) -> Iterator[StartPoller]:
 )
 def test_successful_batch_is_deleted(queues: Queues, start_poller: StartPoller, answer: Any) -> None:
     queues.send("a", "b", "c")
-    function = FakeFunction(respond=lambda event: ok(answer))
+    function = FakeFunction(respond=lambda event, n: ok(answer))
 
     start_poller(function)
 
@@ -212,7 +153,7 @@ def test_successful_batch_is_deleted(queues: Queues, start_poller: StartPoller, 
 def test_reported_item_failure_comes_back_and_the_others_are_deleted(queues: Queues, start_poller: StartPoller) -> None:
     queues.send("a", "b", "c")
 
-    def respond(event: Any) -> FakeResult:
+    def respond(event: Any, n: int) -> FakeResult:
         failing = [
             {"itemIdentifier": record["messageId"]}
             for record in event["Records"]
@@ -223,7 +164,7 @@ def test_reported_item_failure_comes_back_and_the_others_are_deleted(queues: Que
     function = FakeFunction(respond=respond)
     start_poller(function, reports_item_failures=True, retry_delay=1.0)
 
-    calls = function.wait_until(lambda calls: len(calls) >= 2)
+    calls = function.wait_until(lambda calls: len(calls) >= 2, timeout=WAIT)
     assert wait_until(queues.empty)
     time.sleep(0.2)  # room for a redelivery that must not come
 
@@ -239,7 +180,7 @@ def test_reported_item_failure_comes_back_and_the_others_are_deleted(queues: Que
 
 def test_message_failing_every_time_ends_in_the_dead_letter_queue(queues: Queues, start_poller: StartPoller) -> None:
     queues.send("poison")
-    function = FakeFunction(respond=lambda event: error())
+    function = FakeFunction(respond=lambda event, n: error())
 
     start_poller(function, retry_delay=1.0)
 
@@ -302,7 +243,7 @@ def test_full_batch_does_not_wait_for_the_window(queues: Queues, start_poller: S
     started = time.monotonic()
     start_poller(function, batch_size=3, batching_window_seconds=3.0)
 
-    calls = function.wait_until(lambda calls: len(calls) >= 1)
+    calls = function.wait_until(lambda calls: len(calls) >= 1, timeout=WAIT)
     assert len(calls[0].event["Records"]) == 3
     assert calls[0].started - started < 1.5  # well before the 3 s window ends
 
@@ -335,7 +276,7 @@ def gateway(routed_gateway: tuple[Gateway, Routed]) -> Gateway:
 
 @pytest.fixture
 def webhook(routed_gateway: tuple[Gateway, Routed]) -> FakeFunction:
-    routed_gateway[1].target = FakeFunction(respond=lambda event: ok({"statusCode": 204}))
+    routed_gateway[1].target = FakeFunction(respond=lambda event, n: ok({"statusCode": 204}))
     return routed_gateway[1].target
 
 
@@ -344,7 +285,7 @@ def post(gateway: Gateway, path: str, **kwargs: Any) -> requests.Response:
 
 
 def test_route_invokes_function_with_payload_v2_event(gateway: Gateway, webhook: FakeFunction) -> None:
-    webhook.respond = lambda event: ok(
+    webhook.respond = lambda event, n: ok(
         {"statusCode": 202, "headers": {"content-type": "application/json", "x-job": "job-1"}, "body": '{"ok":true}'}
     )
     body = json.dumps({"task_id": "t-1", "success": True})
@@ -388,7 +329,7 @@ def test_binary_request_body_arrives_base64_encoded(gateway: Gateway, webhook: F
 
 def test_base64_encoded_response_body_is_decoded(gateway: Gateway, webhook: FakeFunction) -> None:
     data = b"\x89PNG\r\n\x1a\n\x00\xff"
-    webhook.respond = lambda event: ok(
+    webhook.respond = lambda event, n: ok(
         {
             "statusCode": 200,
             "headers": {"content-type": "image/png"},
@@ -410,7 +351,7 @@ def test_answer_without_status_code_is_200_with_the_answer_as_json_body(
 ) -> None:
     """Payload format 2.0: without a statusCode, API Gateway assumes 200, application/json, and the function's
     answer as the body."""
-    webhook.respond = lambda event: ok(payload)
+    webhook.respond = lambda event, n: ok(payload)
 
     response = post(gateway, "/webhooks/j/t", data=b"{}", headers={"Content-Type": "application/json"})
 
@@ -420,7 +361,7 @@ def test_answer_without_status_code_is_200_with_the_answer_as_json_body(
 
 
 def test_function_error_answers_500(gateway: Gateway, webhook: FakeFunction) -> None:
-    webhook.respond = lambda event: error()
+    webhook.respond = lambda event, n: error()
 
     response = post(gateway, "/webhooks/j/t", json={"a": 1})
 
@@ -438,7 +379,7 @@ def test_function_error_answers_500(gateway: Gateway, webhook: FakeFunction) -> 
     ids=["bad-status-code", "bad-base64-body"],
 )
 def test_malformed_proxy_answer_is_500(gateway: Gateway, webhook: FakeFunction, answer: dict[str, Any]) -> None:
-    webhook.respond = lambda event: ok(answer)
+    webhook.respond = lambda event, n: ok(answer)
 
     response = post(gateway, "/webhooks/j/t", json={"a": 1})
 
