@@ -215,29 +215,45 @@ def _authorizer[R: BaseResponse](
     def _authenticate_and_authorize_normal_action(self: R, resource: str = "*") -> None:
         if not _enforcing():
             return
-        path = self.raw_path + (f"?{query}" if (query := urlparse(self.uri).query) else "")
         try:
-            request = IAMRequest(
-                account_id=self.current_account,
-                method=self.method,
-                path=path,
-                data=self.data,
-                body=self.raw_body,
-                headers=self.headers,
-                action=self._get_action(),
-            )
-            request.check_signature()
+            request = _signed_request(IAMRequest, self, self._get_action())
         except (InvalidClientTokenIdError, SignatureDoesNotMatchError) as failure:
             raise error(self, failure.error_type, failure.message) from None
         principal = request._access_key
-        context = _principal_context(principal, self.region)
-        for action, arn in checks(self, resource):
-            qualified = f"{request._service}:{action}"
-            result = _decide(principal, qualified, arn, context)
-            if result != PermissionResult.PERMITTED:
-                raise error(self, "AccessDenied", _denial(principal.arn, qualified, arn, result))
+        denied = _first_denial(principal, request._service, checks(self, resource), self.region)
+        if denied is not None:
+            raise error(self, "AccessDenied", _denial(principal.arn, *denied))
 
     return _authenticate_and_authorize_normal_action
+
+
+def _signed_request[Q: IAMRequest | S3IAMRequest](kind: type[Q], response: BaseResponse, action: str) -> Q:
+    """moto's request model for `response`, its signature checked (raises for an unknown key or a bad signature)."""
+    path = response.raw_path + (f"?{query}" if (query := urlparse(response.uri).query) else "")
+    request = kind(
+        account_id=response.current_account,
+        method=response.method,
+        path=path,
+        data=response.data,
+        body=response.raw_body,
+        headers=response.headers,
+        action=action,
+    )
+    request.check_signature()
+    return request
+
+
+def _first_denial(
+    principal: _Principal, service: str, checks: list[_Check], region: str
+) -> tuple[str, str, PermissionResult] | None:
+    """(service:action, resource ARN, result) of the first check the principal's policies do not permit."""
+    context = _principal_context(principal, region)
+    for action, arn in checks:
+        qualified = f"{service}:{action}"
+        result = _decide(principal, qualified, arn, context)
+        if result != PermissionResult.PERMITTED:
+            return qualified, arn, result
+    return None
 
 
 def _arn_prefix(response: BaseResponse, service: str) -> str:
@@ -386,26 +402,12 @@ def _authorize_s3(self: S3Response, bucket_name: str | None = None, key_name: st
         return
     checks = _s3_checks(self, bucket_name, key_name)
     if "Authorization" in self.headers:
-        path = self.raw_path + (f"?{query}" if (query := urlparse(self.uri).query) else "")
-        request = S3IAMRequest(
-            account_id=self.current_account,
-            method=self.method,
-            path=path,
-            data=self.data,
-            body=self.raw_body,
-            headers=self.headers,
-            action=checks[0][0],
-        )
-        request.check_signature()
-        principal, region = request._access_key, self.region
+        principal, region = _signed_request(S3IAMRequest, self, checks[0][0])._access_key, self.region
     else:
         principal, region = _presigned_principal(self)
-    context = _principal_context(principal, region)
-    for action, arn in checks:
-        qualified = f"s3:{action}"
-        result = _decide(principal, qualified, arn, context)
-        if result != PermissionResult.PERMITTED:
-            raise _S3AccessDenied(bucket_name, _s3_denial(principal.arn, qualified, arn, result))
+    denied = _first_denial(principal, "s3", checks, region)
+    if denied is not None:
+        raise _S3AccessDenied(bucket_name, _s3_denial(principal.arn, *denied))
 
 
 def _presigned_principal(response: S3Response) -> tuple[_Principal, str]:
