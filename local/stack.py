@@ -251,7 +251,7 @@ class LocalStack:
         platform_sqs = self.aws.client("sqs")
         for name in self._asynchronously_invoked():
             config = self.function_configs[name]
-            role_sqs = self.aws.client("sqs", self.aws.role_credentials(config.role_arn, config.name))
+            role_sqs = self.aws.client("sqs", self._role_credentials(name))
 
             def send(arn: str, body: str, sqs: Any = role_sqs) -> None:  # Lambda sends with the function's role
                 sqs.send_message(QueueUrl=resources.queue_url(arn), MessageBody=body)
@@ -297,7 +297,7 @@ class LocalStack:
         assert self.resources is not None
         config = self.function_configs[source.function]
         function = self.functions[source.function]
-        role_sqs = self.aws.client("sqs", self.aws.role_credentials(config.role_arn, config.name))
+        role_sqs = self.aws.client("sqs", self._role_credentials(source.function))
         queue_url = self.resources.ref(source.queue)
         try:
             attributes = role_sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])
@@ -347,11 +347,16 @@ class LocalStack:
         return LocalFunction(
             spec,
             runtime,
-            credentials=lambda: self.aws.role_credentials(config.role_arn, config.name),
+            credentials=lambda: self._role_credentials(name),
             extra_environment=self._platform_variables(),
             log_dir=self.log_dir,
             max_environments=min(config.reserved_concurrency or 1000, self.config.environments_per_function),
         )
+
+    def _role_credentials(self, function: str) -> dict[str, str]:
+        """A new session of the function's role, named after the function, as Lambda assumes it."""
+        config = self.function_configs[function]
+        return self.aws.role_credentials(config.role_arn, config.name)
 
     def _api_may_invoke(self, function: str, method: str, path: str) -> bool:
         assert self.resources is not None
