@@ -21,12 +21,15 @@ from scripts.make_events import SIGNING_SECRET  # the secret events/webhook-*.js
 from tests.file_server import OutputFileServer, output_file_server
 from tests.s3_limits import S3LimitEnforcer, s3_limits_everywhere
 
-# Powertools reads these when a handler module is imported, which happens at collection, before any fixture.
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DenoisePipeline")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "denoise-pipeline")
-
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 STACK_NAME = "denoise-test"
+
+# Powertools reads these when a handler module is imported, which happens at collection, before any fixture. The
+# service is the stack's name, as the template sets it: a module imported later, inside a test (the copy worker is
+# imported on the first SQS event), must find its parent logger under the same name, or its child logger is an
+# orphan whose first append_keys raises (and the batch processor reports every copy message as failed).
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DenoisePipeline")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", STACK_NAME)
 API_KEY = "test-api-key-0123456789"
 WEBHOOK_BASE_URL = "https://abc123defg.execute-api.us-east-1.amazonaws.com"
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")
@@ -121,7 +124,7 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "POWERTOOLS_METRICS_NAMESPACE": "DenoisePipeline",
-        "POWERTOOLS_SERVICE_NAME": "denoise-pipeline",
+        "POWERTOOLS_SERVICE_NAME": STACK_NAME,
         "POWERTOOLS_DEV": "false",
     }.items():
         monkeypatch.setenv(name, value)

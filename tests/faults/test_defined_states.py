@@ -309,7 +309,7 @@ def test_a_deleted_input_in_audio_file_mode_is_isolated_and_ends_failed(
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     """The functions' log lines as Lambda would write them (Powertools' JSON formatter), for the test to read."""
-    service = logging.getLogger("denoise-pipeline")
+    service = logging.getLogger(STACK_NAME)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(service.handlers[0].formatter)
