@@ -18,7 +18,7 @@ from werkzeug import Request, Response
 
 from denoise_pipeline import wiring
 from denoise_pipeline.clock import utc_now
-from denoise_pipeline.handlers.submit import SubmitRetryLater
+from denoise_pipeline.handlers import SubmitRetryLater
 from tests.conftest import Stack
 from tests.faults.harness import (
     assert_settled,

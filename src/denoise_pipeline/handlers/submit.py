@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ..domain.source import SourceObject
 from ..wiring import submit_deps, submit_settings
 from ..workflows.submit import Outcome, SubmitDeps, handle_new_object
-from . import admission_worker, is_sqs_event
+from . import SubmitRetryLater, is_sqs_event
 from .upload_events import Unusable, read_uploads, set_aside
 
 logger, metrics = Logger(), Metrics()
@@ -23,10 +23,6 @@ METRIC = {  # a retried record is counted by the function's Errors metric
     Outcome.DUPLICATE: "DuplicateEvents",
     Outcome.SKIPPED: "ObjectsSkipped",
 }
-
-
-class SubmitRetryLater(RuntimeError):
-    """At least one record hit a transient failure; raising makes Lambda retry the event (duplicates collapse)."""
 
 
 def submit_record(source: SourceObject, deps: SubmitDeps) -> dict[str, str | None]:
@@ -43,6 +39,8 @@ def submit_record(source: SourceObject, deps: SubmitDeps) -> dict[str, str | Non
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = submit_deps()  # a missing setting fails here, before any record
     if is_sqs_event(event):
+        from . import admission_worker  # here: an upload's cold start never loads the admission queue's door
+
         return admission_worker.process(event, deps)
     results, transient = [], []
     for upload in read_uploads(event, submit_settings().input_bucket):
