@@ -31,9 +31,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -116,21 +117,38 @@ def _runtime() -> tuple[ctypes.CDLL, bytes]:
         return _lib, _model_path
 
 
-class _ChannelDenoiser:
-    """One DeepFilterNet state: a single channel, processed frame by frame (the state is recurrent)."""
+def _check_attenuation_limit(attenuation_limit_db: float) -> None:
+    if not attenuation_limit_db > 0:
+        raise ValueError("attenuation_limit_db must be > 0 (0 disables the model)")
+
+
+class ChannelDenoiser:
+    """One DeepFilterNet state: a single channel, processed frame by frame (the state is recurrent).
+
+    ``df_create`` runs here (0.4-0.5 CPU-s). A state that has processed a frame keeps that audio's recurrent state
+    (there is no reset): use it for one stream only.
+    """
 
     def __init__(self, attenuation_limit_db: float) -> None:
-        if not attenuation_limit_db > 0:
-            raise ValueError("attenuation_limit_db must be > 0 (0 disables the model)")
+        _check_attenuation_limit(attenuation_limit_db)
         self._lib, model = _runtime()
         state = self._lib.df_create(model, ctypes.c_float(attenuation_limit_db), None)
         if not state:
             raise RuntimeError("df_create failed")
         self._state: int | None = state
+        self.attenuation_limit_db = attenuation_limit_db
         hop = int(self._lib.df_get_frame_length(state))
         if hop != HOP:
             self.close()
             raise RuntimeError(f"unexpected DeepFilterNet frame length {hop} (expected {HOP})")
+
+    def set_attenuation_limit(self, attenuation_limit_db: float) -> None:
+        """``df_set_atten_lim``: on a pristine state, the same as ``df_create`` with that limit (libDF computes the
+        limit the same way in both; tests/unit/test_engine_zygote.py checks the outputs are bit-identical)."""
+        _check_attenuation_limit(attenuation_limit_db)
+        assert self._state is not None, "closed"
+        self._lib.df_set_atten_lim(self._state, ctypes.c_float(attenuation_limit_db))
+        self.attenuation_limit_db = attenuation_limit_db
 
     def process(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Denoise ``x`` (1-D, length a multiple of HOP); the result is delayed by DELAY samples."""
@@ -159,15 +177,32 @@ class StreamDenoiser:
     exactly as long as everything fed, with ``noise == input - clean``.
     """
 
-    def __init__(self, channels: int, attenuation_limit_db: float = DEFAULT_ATTENUATION_LIMIT_DB) -> None:
+    def __init__(
+        self,
+        channels: int,
+        attenuation_limit_db: float = DEFAULT_ATTENUATION_LIMIT_DB,
+        *,
+        states: Sequence[ChannelDenoiser] | None = None,
+    ) -> None:
+        """One fresh DFN state per channel, or ``states``: pristine ones (created, never fed) that this stream
+        adopts - set to ``attenuation_limit_db``, consumed, and *not* freed by ``close()`` (their owner frees them)."""
         self.channels = channels
-        self._dfn: list[_ChannelDenoiser] = []
-        try:
-            for _ in range(channels):
-                self._dfn.append(_ChannelDenoiser(attenuation_limit_db))
-        except BaseException:
-            self.close()
-            raise
+        self._dfn: list[ChannelDenoiser] = []
+        self._owns_states = states is None
+        if states is not None:
+            if len(states) != channels:
+                raise ValueError(f"{len(states)} states for {channels} channels")
+            for dfn in states:
+                if dfn.attenuation_limit_db != attenuation_limit_db:
+                    dfn.set_attenuation_limit(attenuation_limit_db)
+            self._dfn = list(states)
+        else:
+            try:
+                for _ in range(channels):
+                    self._dfn.append(ChannelDenoiser(attenuation_limit_db))
+            except BaseException:
+                self.close()
+                raise
         self._pending = np.zeros((channels, 0), np.float32)  # fed, not yet a whole frame
         self._unmatched = np.zeros((channels, 0), np.float32)  # processed input awaiting its (delayed) output
         self._skip = DELAY  # delayed output samples still to drop
@@ -200,8 +235,9 @@ class StreamDenoiser:
             yield clean, noisy - clean
 
     def close(self) -> None:
-        for dfn in self._dfn:
-            dfn.close()
+        if self._owns_states:
+            for dfn in self._dfn:
+                dfn.close()
         self._dfn = []
 
     def __enter__(self) -> StreamDenoiser:
@@ -284,6 +320,21 @@ class _Mp3Sink:
             self._container.close()
 
 
+def warm_up_codecs() -> None:
+    """Write and read back 10 ms of silence in every output format, mono and stereo (no DFN state involved): what
+    FFmpeg, LAME and libsndfile set up on first use is then done in this process. The zygote calls this before it
+    forks, so its children do not each redo it."""
+    with tempfile.TemporaryDirectory(prefix="denoise-warm-up-") as tmp:
+        for channels in (1, 2):
+            silence = np.zeros((channels, HOP), np.float32)
+            for path in output_paths(Path(tmp), f"warm{channels}")[:2]:
+                writer = _Mp3Sink(path, channels) if path.suffix == ".mp3" else _WavSink(path, channels)
+                writer.write(silence)
+                writer.close()
+                for _ in read_blocks(path, channels):
+                    pass
+
+
 def output_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path, Path]:
     """``(no_noise_mp3, no_noise_wav, noise_mp3, noise_wav)`` as ``denoise_file`` names them."""
     return (
@@ -302,13 +353,42 @@ def denoise_file(
 ) -> DenoiseOutputs:
     """Denoise one audio file into ``<out_dir>/<stem>_{nonoise,noise}.{mp3,wav}`` (48 kHz, input's channels).
 
-    Raises UnreadableAudio when the input cannot be decoded (partial outputs are removed).
+    Creates (and frees) one DFN state per channel. Raises UnreadableAudio when the input cannot be decoded (partial
+    outputs are removed).
     """
+    return _denoise(src_path, out_dir, stem, attenuation_limit_db, None)
+
+
+def denoise_file_with(
+    states: Sequence[ChannelDenoiser],
+    src_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    attenuation_limit_db: float = DEFAULT_ATTENUATION_LIMIT_DB,
+) -> DenoiseOutputs:
+    """``denoise_file`` with DFN states supplied by the caller instead of created: the first ``channels`` of
+    ``states`` (at least as many as the outputs' channels, else ValueError).
+
+    The states must be pristine (created, never fed); the outputs are then exactly ``denoise_file``'s. They are
+    consumed (left holding this file's recurrent state) and not freed: the zygote's children call this on their
+    copy-on-write copies of its pristine states, then exit.
+    """
+    return _denoise(src_path, out_dir, stem, attenuation_limit_db, states)
+
+
+def _denoise(
+    src_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    attenuation_limit_db: float,
+    states: Sequence[ChannelDenoiser] | None,
+) -> DenoiseOutputs:
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out, stem)
     channels = probe_channels(src_path)
+    states = None if states is None else states[:channels]  # StreamDenoiser refuses too few
     frames = 0
     sinks: list[_WavSink | _Mp3Sink] = []
     ok = False
@@ -331,7 +411,7 @@ def denoise_file(
                 n += clean.shape[1]
             return n
 
-        with StreamDenoiser(channels, attenuation_limit_db) as denoiser:
+        with StreamDenoiser(channels, attenuation_limit_db, states=states) as denoiser:
             for block in read_blocks(src_path, channels):
                 frames += emit(denoiser.feed(block))
             frames += emit(denoiser.finish())

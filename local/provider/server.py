@@ -10,7 +10,10 @@ Endpoints (the first three are MusicGPT's, byte for byte as far as its documenta
   which serves the same app at ``output_base_url``).
 * ``GET /_local/stats`` - a private extension for tests and benchmarks (no key needed): see ``ProviderStats``.
 
-A job: fetch ``audio_url`` (or take the upload) -> denoise (``engine.denoise_file``) -> POST the webhook. It is
+A job: fetch ``audio_url`` (or take the upload) -> denoise -> POST the webhook, on a job thread. The denoise runs in
+a child forked per job from a zygote process that holds pristine DeepFilterNet states (``zygote.DenoiseRunner``:
+started with the first job, stopped by ``stop()``), so a job does not pay the model load; if the zygote cannot start,
+in the job thread (``engine.denoise_file``). Either way the outputs are exactly those of fresh states. It is
 *in flight* from acceptance until its webhook was delivered or given up on (or, without a webhook, until the audio is
 processed); that is what ``max_parallel`` limits, like the provider's per-plan limit on parallel jobs.
 
@@ -56,8 +59,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from local.provider.config import Behaviour, FlakyStep, ProviderConfig
-from local.provider.engine import UnreadableAudio, denoise_file
+from local.provider.engine import UnreadableAudio
 from local.provider.wire import form_fields, outage, stringify
+from local.provider.zygote import DenoiseRunner
 
 __all__ = [
     "API_PREFIX",
@@ -218,6 +222,7 @@ class LocalMusicGPT:
         self._tls_port: int | None = None
         self._ca_path: Path | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._denoiser: DenoiseRunner | None = None
         self._tmp_dir: Path | None = None
         self._out_dir: Path | None = None
         self._http = requests.Session()
@@ -239,6 +244,7 @@ class LocalMusicGPT:
             (self._out_dir / sub).mkdir(exist_ok=True)
         workers = cfg.workers or max(1, min(cfg.max_parallel, os.cpu_count() or 1))
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="musicgpt-job")
+        self._denoiser = DenoiseRunner(cfg.attenuation_limit_db)  # its zygote starts with the first job
         self._stopping.clear()
         handler = WSGIRequestHandler if cfg.log_requests else _QuietHandler
         self._serve(make_server(cfg.host, cfg.port, self.app, threaded=True, request_handler=handler), "http")
@@ -260,7 +266,8 @@ class LocalMusicGPT:
         self._servers.append((server, thread))
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving, give running jobs ``timeout`` seconds to end (queued ones are dropped), remove temp files."""
+        """Stop serving, give running jobs ``timeout`` seconds to end (queued ones are dropped), stop the denoise
+        zygote (a job still running then fails), remove temp files."""
         self._stopping.set()
         with self._lock:
             self._lock.notify_all()  # wakes ``early`` submissions waiting for their job
@@ -273,6 +280,8 @@ class LocalMusicGPT:
             deadline = time.monotonic() + timeout
             for worker in list(getattr(self._pool, "_threads", ())):
                 worker.join(max(0.0, deadline - time.monotonic()))
+        if self._denoiser is not None:
+            self._denoiser.close()  # a job still running after that denoises in its thread
         self._servers, self._pool, self._tls_port, self._ca_path = [], None, None, None
         self._http.close()
         if self._tmp_dir is not None:
@@ -603,7 +612,8 @@ class LocalMusicGPT:
             if src is None:
                 assert job.audio_url is not None
                 src = self._fetch(job)
-            result = denoise_file(src, self.output_dir, job.conversion_id, self.config.attenuation_limit_db)
+            assert self._denoiser is not None
+            result = self._denoiser.denoise(src, self.output_dir, job.conversion_id)
             duration = round(result.duration_seconds, 3)
             files = {
                 "no_noise": result.no_noise_mp3,

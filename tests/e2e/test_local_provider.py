@@ -415,6 +415,44 @@ def test_no_retry_after_by_default_and_lost_webhooks(receiver: Receiver) -> None
         assert p.stats().webhooks_delivered == 0
 
 
+# --- the denoise zygote ----------------------------------------------------------------------------------------------
+
+
+def _zygotes(attenuation_limit_db: float) -> list[str]:
+    """Command lines of this process's ``local.provider.zygote`` children for that limit (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == os.getpid() and "local.provider.zygote" in cmdline and repr(attenuation_limit_db) in cmdline:
+            found.append(" ".join(cmdline))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_jobs_run_in_a_zygote_started_with_the_first_job_and_stopped_with_the_provider(tmp_path: Path) -> None:
+    """Its attenuation limit is the provider's, its outputs exactly in-thread ``denoise_file``'s; ``stop()`` ends it."""
+    from local.provider.engine import denoise_file
+
+    upload = SAMPLES / "noisy_speech.wav"
+    with running(ProviderConfig(api_key=KEY, attenuation_limit_db=12.0)) as p:
+        assert _zygotes(12.0) == []  # started lazily (the limit tells it from other providers' zygotes)
+        answers = [submit(p, files={"audio_file": ("a.wav", upload.read_bytes())}) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert p.wait_idle(30)
+        (zygote,) = _zygotes(12.0)
+        assert "--attenuation-limit-db 12.0" in zygote
+        expected = denoise_file(upload, tmp_path, "expected", attenuation_limit_db=12.0)
+        for answer in answers:
+            conversion_id = answer.json()["conversion_id"]
+            for suffix, path in (("_nonoise.wav", expected.no_noise_wav), ("_noise.mp3", expected.noise_mp3)):
+                assert (p.output_dir / f"{conversion_id}{suffix}").read_bytes() == path.read_bytes()
+    assert _zygotes(12.0) == []
+
+
 # --- standalone ------------------------------------------------------------------------------------------------------
 
 
