@@ -26,7 +26,7 @@ from .report import Figure
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "work"
 HANDLERS = {"submit": "SubmitFunction", "webhook": "WebhookFunction", "reconcile": "ReconcileFunction"}
-RUNS = 7
+RUNS = 15
 TARGET = 1.3
 ZIP_LIMIT_MB = 5.0
 

@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from boto3.dynamodb.types import TypeSerializer
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 from denoise_pipeline.domain.outcome import ConversionOutcome, Verdict, read_outcome
 from denoise_pipeline.domain.outputs import OutputName
 from denoise_pipeline.domain.refusals import CallbackRefused, InvalidCallback, OversizedCallback
-from denoise_pipeline.handlers.callback_body import JSON_DESERIALIZER, MAX_BODY_BYTES, read_payload
+from denoise_pipeline.handlers.callback_body import MAX_BODY_BYTES, read_payload
 
 FILES = "https://lalals.s3.amazonaws.com/files"
 URLS = {
@@ -256,9 +255,8 @@ def test_answers_that_cannot_be_tied_to_a_task_or_are_oversized_are_refused(
 # ---------------------------------------------------------------- the body, in every encoding a callback comes in
 
 
-def event(body: str, is_base64: bool = False, content_type: str = "application/json") -> APIGatewayProxyEventV2:
-    data = {"body": body, "isBase64Encoded": is_base64, "headers": {"content-type": content_type}}
-    return APIGatewayProxyEventV2(data, JSON_DESERIALIZER)
+def event(body: str, is_base64: bool = False, content_type: str = "application/json") -> dict[str, Any]:
+    return {"body": body, "isBase64Encoded": is_base64, "headers": {"content-type": content_type}}
 
 
 def decode_body(body: str, is_base64: bool) -> dict[str, Any]:

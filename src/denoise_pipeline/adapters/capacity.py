@@ -27,6 +27,8 @@ MAX_BACKOFF_SECONDS = 300.0
 
 @dataclass(frozen=True)
 class CapacityState:
+    """The capacity record as read: who holds a slot, and whether admission is paused (429s)."""
+
     holders: frozenset[str]
     paused_until: str | None
     pause_reason: str | None
@@ -35,12 +37,16 @@ class CapacityState:
 
 @dataclass(frozen=True)
 class Slot:
+    """A slot taken for one job."""
+
     rate_limit_streak: int
     """429s in a row before this admission; a successful submit then resets the back-off (one write, only then)."""
 
 
 @dataclass(frozen=True)
 class Pause:
+    """Admission is paused until `until` (ISO time), `seconds` from when the pause was set."""
+
     until: str
     seconds: float
 

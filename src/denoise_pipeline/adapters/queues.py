@@ -27,6 +27,8 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Request:
+    """One message of a job queue: which job, and what to do with it."""
+
     job_id: str
     action: Action
 

@@ -30,6 +30,8 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Refused:
+    """The provider will never take this job: it failed, and its slot was given back."""
+
     job: Job
     slot_freed: bool
     """True when this refusal gave a slot back that the next queued job may take."""

@@ -81,6 +81,8 @@ def is_public_address(address: IPAddress) -> bool:
 
 @dataclass(frozen=True)
 class _Origin:
+    """Scheme, host and port: what an allowlist entry names."""
+
     scheme: str
     host: str
     port: int

@@ -54,6 +54,8 @@ class TransitionRejected(RuntimeError):
 
 @dataclass
 class Job:
+    """One job as the table holds it: its source object, its state and everything recorded on the way."""
+
     job_id: str
     status: JobStatus
     source_bucket: str

@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import partial
 from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from ..domain.refusals import CallbackRefused, OversizedCallback
 from .form_body import read_form, read_multipart
@@ -26,18 +25,21 @@ class UnreadableBody(CallbackRefused):
     """The body is not a JSON object, a form or a multipart form."""
 
 
-def read_payload(event: APIGatewayProxyEventV2) -> dict[str, Any]:
-    body = event.body or ""
-    if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if event.is_base64_encoded else MAX_BODY_BYTES):
+def read_payload(event: Mapping[str, Any]) -> dict[str, Any]:
+    """`event`: an HTTP API (payload 2.0) event, whose header names API Gateway has lower-cased."""
+    body = event.get("body") or ""
+    encoded = bool(event.get("isBase64Encoded"))
+    if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if encoded else MAX_BODY_BYTES):
         raise OversizedCallback(f"body is larger than {MAX_BODY_BYTES} bytes")
-    media_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+    content_type = str((event.get("headers") or {}).get("content-type") or "")
+    media_type = content_type.split(";")[0].strip().lower()
     try:
         if media_type == "application/x-www-form-urlencoded":
-            payload: Any = read_form(_raw(event))
+            payload: Any = read_form(_raw(body, encoded))
         elif media_type == "multipart/form-data":
-            payload = read_multipart(event.headers["content-type"], _raw(event))
+            payload = read_multipart(content_type, _raw(body, encoded))
         else:  # JSON, whatever the declared type (some senders declare none)
-            payload = event.json_body
+            payload = JSON_DESERIALIZER(_raw(body, encoded).decode("utf-8") if encoded else body)
     except (binascii.Error, UnicodeError, ValueError, RecursionError) as exc:
         raise UnreadableBody(f"body cannot be read as {media_type or 'JSON'}: {type(exc).__name__}") from exc
     if not isinstance(payload, dict):
@@ -45,6 +47,5 @@ def read_payload(event: APIGatewayProxyEventV2) -> dict[str, Any]:
     return payload
 
 
-def _raw(event: APIGatewayProxyEventV2) -> bytes:
-    body = event.body or ""
-    return base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode("utf-8")
+def _raw(body: str, encoded: bool) -> bytes:
+    return base64.b64decode(body, validate=True) if encoded else body.encode("utf-8")

@@ -20,6 +20,8 @@ Reader = Callable[[Any], tuple[bool, SourceObject]]
 
 @dataclass(frozen=True)
 class Unusable:
+    """A record that is not submitted, and why."""
+
     reason: str
     malformed: bool
     """True: the record is not what S3 sends (reported as an error); False: S3's, but not ours to submit."""

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from . import is_sqs_event
-from .callback_route import app
+from .callback_route import receive_callback
 
 logger, metrics = Logger(), Metrics()
 
@@ -22,4 +22,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         from . import copy_worker
 
         return copy_worker.process(event, context)
-    return app.resolve(event, context)
+    return receive_callback(event)

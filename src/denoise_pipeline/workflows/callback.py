@@ -32,25 +32,30 @@ if TYPE_CHECKING:  # the webhook function records callbacks but never calls the 
 logger = Logger(child=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Recorder:
-    """What recording an outcome needs; shared by the webhook, the submit (kept callbacks) and the lookups."""
+    """What recording an outcome needs; shared by the webhook, the submit (kept callbacks) and the lookups.
+    Collaborators, so compared and shown by identity."""
 
     store: JobStore
     lifecycle: Lifecycle
     copy_queue: JobQueue
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CallbackDeps:
+    """What recording a callback needs; collaborators, so compared and shown by identity."""
+
     recorder: Recorder
     url_policy: UrlPolicy
     confirm_every_callback: bool = False
     """True: even a clear success is confirmed with the status lookup before its URLs are trusted."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class LookupDeps:
+    """What settling an unclear callback with the status lookup needs; compared by identity."""
+
     recorder: Recorder
     provider: MusicGptClient
     budget: LookupBudget
@@ -123,6 +128,8 @@ def record_lookup(job: Job, outcome: ConversionOutcome, recorder: Recorder) -> C
 
 @dataclass(frozen=True)
 class Confirmation:
+    """What a status lookup for an unclear callback came to."""
+
     outcome: ConversionOutcome | None
     """What the lookup said; None when nothing was looked up (the job moved on, or the budget deferred it)."""
     result: CallbackResult | None = None

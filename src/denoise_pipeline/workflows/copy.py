@@ -36,8 +36,10 @@ PROMOTE_BYTES_PER_SECOND = 100 * 1024 * 1024
 when the staged bytes can be promoted at this rate before the attempt's `promote_by`."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CopyDeps:
+    """What a copy attempt needs; collaborators, so compared and shown by identity."""
+
     store: JobStore
     lifecycle: Lifecycle
     copier: OutputCopier
@@ -51,6 +53,8 @@ class CopyDeps:
 
 @dataclass(frozen=True)
 class Attempt:
+    """One copy attempt: its lease owner and its deadlines."""
+
     owner: str
     """Who holds the copy lease during this attempt (unique per attempt)."""
     deadline: float
@@ -61,6 +65,8 @@ class Attempt:
 
 @dataclass(frozen=True)
 class CopyReport:
+    """What one copy attempt did."""
+
     job: Job
     copied_bytes: int
     attempt: int
@@ -127,6 +133,8 @@ def _copy_all(job: Job, attempt: Attempt, deps: CopyDeps) -> tuple[dict[str, str
 
 @dataclass(frozen=True)
 class OutputTransfer:
+    """One output: where it is downloaded from, staged and finally kept."""
+
     url: str
     staging_key: str
     final_key: str

@@ -20,8 +20,10 @@ from ..domain.job import Job
 logger = Logger(child=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Lifecycle:
+    """What every state change needs; collaborators, so compared and shown by identity."""
+
     store: JobStore
     gate: CapacityGate
     admission: JobQueue

@@ -28,6 +28,8 @@ SWEEP_FAILURE_LIMIT = 3
 
 @dataclass
 class ReconcileReport:
+    """What one reconciler run did, counted per kind of repair."""
+
     slots_released: int = 0
     looked_up: int = 0
     completed_by_lookup: int = 0
@@ -45,13 +47,17 @@ class ReconcileReport:
 
 @dataclass(frozen=True)
 class ReconcilePolicy:
+    """When a job counts as stuck or too old, and how many status lookups a run may make."""
+
     stale_after: timedelta
     max_age: timedelta
     lookup_limit: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ReconcileDeps:
+    """What a reconciler run needs; collaborators, so compared and shown by identity."""
+
     submit: SubmitDeps
     budget: LookupBudget
     """Status lookups share the provider's per-minute limit with the submit function's confirmations."""

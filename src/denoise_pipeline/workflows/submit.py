@@ -41,8 +41,10 @@ class Outcome(StrEnum):
     SKIPPED = "SKIPPED"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class SubmitDeps:
+    """What submitting a job needs; collaborators, so compared and shown by identity."""
+
     store: JobStore
     reservations: Reservations
     provider: MusicGptClient
@@ -56,6 +58,8 @@ class SubmitDeps:
 
 @dataclass(frozen=True)
 class SubmitReport:
+    """What handling one uploaded object came to."""
+
     outcome: Outcome
     job_id: str | None
     detail: str = ""
