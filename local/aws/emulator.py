@@ -20,6 +20,7 @@ from moto.server import ThreadedMotoServer
 from . import authorization
 from .atomic_dynamodb import serialise_dynamodb_requests
 from .credentials import admin_credentials, role_credentials
+from .sqs_clock import read_sqs_clock_directly
 from .template import REGION, StackResources, Template
 
 
@@ -35,6 +36,7 @@ class EmulatedAws:
     def start(self) -> EmulatedAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
         serialise_dynamodb_requests()
+        read_sqs_clock_directly()
         authorization.install()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         self._server.start()

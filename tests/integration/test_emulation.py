@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+import moto.core.utils
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -89,3 +91,55 @@ def test_conditional_write_has_exactly_one_winner(table: Any) -> None:
 
     assert _in_threads(claim) == []
     assert sorted(winners) == list(range(50))
+
+
+# ---------------------------------------------------------------- SQS: a full queue is as fast as an empty one
+
+
+@pytest.fixture
+def deep_queue() -> Iterator[tuple[Any, str]]:
+    """A queue with 200 messages waiting, as the copy or admission queue holds during a burst."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="deep")["QueueUrl"]
+        for _ in range(20):
+            sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "{}"} for i in range(10)])
+        yield sqs, url
+
+
+def test_a_send_does_not_read_the_clock_once_per_queued_message(
+    deep_queue: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto counts every queued message on each SendMessage, reading the clock through datetime arithmetic for each
+    one; local.aws.sqs_clock makes that clock a plain time.time() (conftest applies it, as the local stack does)."""
+    sqs, url = deep_queue
+    reads = 0
+    original = moto.core.utils.utcnow
+
+    def counted() -> Any:
+        nonlocal reads
+        reads += 1
+        return original()
+
+    monkeypatch.setattr(moto.core.utils, "utcnow", counted)
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    assert reads < 20  # 801 without local.aws.sqs_clock (four reads per queued message)
+
+
+def test_delays_and_visibility_still_follow_the_clock(deep_queue: tuple[Any, str]) -> None:
+    sqs, url = deep_queue
+    fresh = sqs.create_queue(QueueName="clock")["QueueUrl"]
+    sqs.send_message(QueueUrl=fresh, MessageBody="later", DelaySeconds=1)
+    assert sqs.receive_message(QueueUrl=fresh).get("Messages", []) == []
+    counts = sqs.get_queue_attributes(QueueUrl=fresh, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
+    time.sleep(1.2)
+    [message] = sqs.receive_message(QueueUrl=fresh, VisibilityTimeout=1)["Messages"]
+    assert message["Body"] == "later"
+    counts = sqs.get_queue_attributes(QueueUrl=fresh, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert sqs.receive_message(QueueUrl=fresh).get("Messages", []) == []
+    time.sleep(1.2)
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=fresh)["Messages"]] == ["later"]
+    depth = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert depth["ApproximateNumberOfMessages"] == "200"
