@@ -14,14 +14,13 @@ import datetime
 import time
 
 import moto.sqs.models
-
-_ORIGINAL_UNIX_TIME_MILLIS = moto.sqs.models.unix_time_millis
+from moto.core.utils import unix_time_millis
 
 
 def _unix_time_millis(dt: datetime.datetime | None = None) -> float:
-    return time.time() * 1000.0 if dt is None else _ORIGINAL_UNIX_TIME_MILLIS(dt)
+    return time.time() * 1000.0 if dt is None else unix_time_millis(dt)
 
 
 def read_sqs_clock_directly() -> None:
     """Process-wide and idempotent: moto's SQS models read the current time from `time.time()`."""
-    moto.sqs.models.unix_time_millis = _unix_time_millis
+    moto.sqs.models.unix_time_millis = _unix_time_millis  # type: ignore[attr-defined]  # imported from core.utils
