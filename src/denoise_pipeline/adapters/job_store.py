@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from boto3.dynamodb.conditions import ConditionBase, Key
 
@@ -24,6 +24,7 @@ from ..domain.submission import SubmitResult
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_dynamodb.type_defs import UpdateItemOutputTableTypeDef
 
 STATUS_INDEX = "by-status"
 PENDING_EVENTS_INDEX = "pending-events"  # sparse: only final jobs whose event is not yet published
@@ -203,8 +204,12 @@ class JobStore:
             values,
         )
 
-    def mark_copying(self, job_id: str, outcome: ConversionOutcome, now: datetime | None = None) -> Job:
-        """SUBMITTED → COPYING with the output URLs: the durable record of an accepted callback."""
+    def mark_copying(self, job_id: str, outcome: ConversionOutcome, now: datetime | None = None) -> None:
+        """SUBMITTED → COPYING with the output URLs: the durable record of an accepted callback.
+
+        Nothing is read back: this write is the webhook's acknowledgement, and the item (returned whole, it is the
+        largest response the job store asks for) is not needed there; the copy worker reads the job it copies.
+        """
         sets, values = _outcome_values(outcome, iso(now or utc_now()))
         sets += ["#s = :copying", "status_at = :now", "copying_at = :now", "output_urls = :urls"]
         values |= {
@@ -212,7 +217,7 @@ class JobStore:
             ":submitted": JobStatus.SUBMITTED.value,
             ":urls": {name.value: url for name, url in outcome.outputs.items()},
         }
-        return self._update(
+        self._write(
             job_id,
             JobStatus.COPYING,
             "SET " + ", ".join(sets) + " REMOVE early_callback",
@@ -462,20 +467,37 @@ class JobStore:
         *,
         quiet: bool = False,
     ) -> Job:
+        """The conditional update, then the job as it now is (as it was left, when `quiet` and the condition failed)."""
         try:
-            result = self._table.update_item(
+            result = self._write(job_id, target, expression, condition, values, returns="ALL_NEW")
+        except TransitionRejected:
+            if quiet:
+                return self.get(job_id)
+            raise
+        return job_from_item(result["Attributes"])
+
+    def _write(
+        self,
+        job_id: str,
+        target: JobStatus | None,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        returns: Literal["NONE", "ALL_NEW"] = "NONE",
+    ) -> UpdateItemOutputTableTypeDef:
+        """One conditional UpdateItem on an existing job; TransitionRejected when the condition does not hold."""
+        try:
+            return self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression=expression,
                 ConditionExpression="attribute_exists(job_id) AND " + condition,
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+                ReturnValues=returns,
             )
         except self._conditional_failure as exc:
-            if quiet:
-                return self.get(job_id)
             raise TransitionRejected(job_id, target or JobStatus.RECEIVED) from exc
-        return job_from_item(result["Attributes"])
 
 
 def _lapsed(lease: str) -> str:
