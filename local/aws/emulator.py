@@ -20,6 +20,7 @@ from moto.server import ThreadedMotoServer
 from . import authorization
 from .atomic_dynamodb import serialise_dynamodb_requests
 from .credentials import admin_credentials, role_credentials
+from .dispatch_cache import remember_backends_per_host
 from .sqs_clock import read_sqs_clock_directly
 from .template import REGION, StackResources, Template
 
@@ -37,6 +38,7 @@ class EmulatedAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
         serialise_dynamodb_requests()
         read_sqs_clock_directly()
+        remember_backends_per_host()
         authorization.install()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         self._server.start()

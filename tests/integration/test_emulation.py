@@ -9,10 +9,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+import moto.backends
 import moto.core.utils
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+from local.aws.dispatch_cache import remember_backends_per_host
 
 THREADS = 6
 
@@ -143,3 +147,22 @@ def test_delays_and_visibility_still_follow_the_clock(deep_queue: tuple[Any, str
     assert [m["Body"] for m in sqs.receive_message(QueueUrl=fresh)["Messages"]] == ["later"]
     depth = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert depth["ApproximateNumberOfMessages"] == "200"
+
+
+def test_the_dispatcher_looks_a_hosts_service_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's server lists its package directory and matches every URL pattern on each request, under one lock;
+    local.aws.dispatch_cache remembers the answer per host."""
+    remember_backends_per_host()
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    listings = 0
+    original = moto.backends.list_of_moto_modules
+
+    def counted() -> Any:
+        nonlocal listings
+        listings += 1
+        return original()
+
+    monkeypatch.setattr(moto.backends, "list_of_moto_modules", counted)
+    host = "dynamodb.eu-west-3.amazonaws.com"  # a host no other test routes, so its first lookup happens here
+    assert [dispatcher.get_backend_for_host(host) for _ in range(3)] == ["dynamodb"] * 3
+    assert listings == 1
