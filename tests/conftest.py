@@ -30,7 +30,7 @@ STACK_NAME = "denoise-test"
 # imported on the first SQS event), must find its parent logger under the same name, or its child logger is an
 # orphan whose first append_keys raises (and the batch processor reports every copy message as failed).
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DenoisePipeline")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", STACK_NAME)
+os.environ["POWERTOOLS_SERVICE_NAME"] = STACK_NAME  # not setdefault: a shell's own value would split the names
 API_KEY = "test-api-key-0123456789"
 WEBHOOK_BASE_URL = "https://abc123defg.execute-api.us-east-1.amazonaws.com"
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcileFunction")

@@ -291,6 +291,14 @@ def test_a_form_encoded_callback_reads_like_the_json_one() -> None:
     assert outcome.conversion_duration == Decimal("136.8")
 
 
+def test_header_names_are_read_in_any_case() -> None:
+    """API Gateway lower-cases them; an invoker that does not (a local emulator, a replay) gets the same reading."""
+    form = urlencode({key: as_text(value) for key, value in DOCUMENTED.items()})
+    data = {"body": form, "isBase64Encoded": False, "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+    assert read_outcome(read_payload(data)).verdict is Verdict.SUCCEEDED
+
+
 def test_a_multipart_callback_reads_like_the_json_one() -> None:
     boundary = "b0undary"
     parts = "".join(

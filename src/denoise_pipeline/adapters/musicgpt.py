@@ -100,6 +100,7 @@ class MusicGptClient:
             retries=_retries(max_retries),
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
             ca_certs=certifi.where(),
+            maxsize=10,  # connections kept per host, as requests kept: threads of one process may share a client
         )
 
     def submit_denoise(

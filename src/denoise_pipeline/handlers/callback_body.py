@@ -26,12 +26,13 @@ class UnreadableBody(CallbackRefused):
 
 
 def read_payload(event: Mapping[str, Any]) -> dict[str, Any]:
-    """`event`: an HTTP API (payload 2.0) event, whose header names API Gateway has lower-cased."""
+    """`event`: an HTTP API (payload 2.0) event. API Gateway lower-cases header names; other invokers may not."""
     body = event.get("body") or ""
     encoded = bool(event.get("isBase64Encoded"))
     if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if encoded else MAX_BODY_BYTES):
         raise OversizedCallback(f"body is larger than {MAX_BODY_BYTES} bytes")
-    content_type = str((event.get("headers") or {}).get("content-type") or "")
+    headers = {str(name).lower(): value for name, value in (event.get("headers") or {}).items()}
+    content_type = str(headers.get("content-type") or "")
     media_type = content_type.split(";")[0].strip().lower()
     try:
         if media_type == "application/x-www-form-urlencoded":
