@@ -81,6 +81,14 @@ class DenoiseOutputs:
     processing_seconds: float
     """Wall time of decode + denoise + encode."""
 
+    @classmethod
+    def at(
+        cls, paths: tuple[Path, Path, Path, Path], *, channels: int, frames: int, processing_seconds: float
+    ) -> DenoiseOutputs:
+        """The four files of ``output_paths``, in its order, at 48 kHz."""
+        no_noise_mp3, no_noise_wav, noise_mp3, noise_wav = paths
+        return cls(no_noise_mp3, no_noise_wav, noise_mp3, noise_wav, SAMPLE_RATE, channels, frames, processing_seconds)
+
     @property
     def duration_seconds(self) -> float:
         return self.frames / self.sample_rate
@@ -427,13 +435,4 @@ def _denoise(
                     sink.close()
             for path in paths:
                 path.unlink(missing_ok=True)
-    return DenoiseOutputs(
-        no_noise_mp3=paths[0],
-        no_noise_wav=paths[1],
-        noise_mp3=paths[2],
-        noise_wav=paths[3],
-        sample_rate=SAMPLE_RATE,
-        channels=channels,
-        frames=frames,
-        processing_seconds=time.perf_counter() - started,
-    )
+    return DenoiseOutputs.at(paths, channels=channels, frames=frames, processing_seconds=time.perf_counter() - started)

@@ -48,7 +48,6 @@ from typing import Any, Final, NoReturn
 
 from local.provider.engine import (
     DEFAULT_ATTENUATION_LIMIT_DB,
-    SAMPLE_RATE,
     ChannelDenoiser,
     DenoiseOutputs,
     UnreadableAudio,
@@ -246,12 +245,8 @@ class Zygote:
             pid, result, code = _collect(ours, on_child)
         if result is not None and "ok" in result:
             done = result["ok"]
-            return DenoiseOutputs(
-                no_noise_mp3=paths[0],
-                no_noise_wav=paths[1],
-                noise_mp3=paths[2],
-                noise_wav=paths[3],
-                sample_rate=SAMPLE_RATE,
+            return DenoiseOutputs.at(
+                paths,
                 channels=int(done["channels"]),
                 frames=int(done["frames"]),
                 processing_seconds=float(done["processing_seconds"]),
