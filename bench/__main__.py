@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import burst, cold_import, copy_throughput, webhook_ack
 from .report import Figure, render
@@ -25,38 +26,23 @@ ENGINE_SHORT_JOBS = 40
 ENGINE_ZYGOTE_CPU_TARGET = 0.25
 
 
+def _bench_engine(out: Path, *arguments: str) -> Any:
+    """Run bench/bench_engine.py in its own process with `arguments` and read the JSON it writes to `out`."""
+    subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, str(Path(__file__).with_name("bench_engine.py")), *arguments, "--json", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.read_text())
+
+
 def engine() -> tuple[list[Figure], list[str]]:
     """The local provider's denoiser on one core: real-time factor and peak memory per input length."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "engine.json"
-        subprocess.run(  # noqa: S603 - our own script
-            [
-                sys.executable,
-                str(Path(__file__).with_name("bench_engine.py")),
-                "--seconds",
-                *map(str, ENGINE_LENGTHS),
-                "--json",
-                str(out),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        runs = json.loads(out.read_text())
-        subprocess.run(  # noqa: S603 - our own script
-            [
-                sys.executable,
-                str(Path(__file__).with_name("bench_engine.py")),
-                "--short-jobs",
-                str(ENGINE_SHORT_JOBS),
-                "--json",
-                str(out),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        jobs = json.loads(out.read_text())
+        runs = _bench_engine(out, "--seconds", *map(str, ENGINE_LENGTHS))
+        jobs = _bench_engine(out, "--short-jobs", str(ENGINE_SHORT_JOBS))
     shortest, longest = runs[0], runs[-1]
     figures = [
         Figure(
