@@ -15,8 +15,7 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from denoise_pipeline import wiring
-from local.aws.atomic_dynamodb import serialise_dynamodb_requests
-from local.aws.sqs_clock import read_sqs_clock_directly
+from local.aws.emulator import correct_moto
 from local.aws.template import StackResources, Template
 from scripts.make_events import SIGNING_SECRET  # the secret events/webhook-*.json are signed with
 from tests.file_server import OutputFileServer, output_file_server
@@ -144,11 +143,10 @@ def _tap_events(session: boto3.session.Session, bus_name: str) -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def atomic_dynamodb() -> None:
-    """Real DynamoDB applies each request atomically; moto needs a lock for that (local.aws.atomic_dynamodb). Real
-    SQS is as fast with a full queue as with an empty one; moto needs a plain clock for that (local.aws.sqs_clock)."""
-    serialise_dynamodb_requests()
-    read_sqs_clock_directly()
+def moto_corrected() -> None:
+    """Real DynamoDB applies each request atomically and real SQS is as fast with a full queue as with an empty one;
+    moto is corrected for both here as in the local stack (local.aws.emulator.correct_moto)."""
+    correct_moto()
 
 
 @pytest.fixture(autouse=True, scope="session")

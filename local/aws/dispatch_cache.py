@@ -10,25 +10,19 @@ the stack process's samples (py-spy).
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 _ORIGINAL = DomainDispatcherApplication.get_backend_for_host
 _KNOWN: dict[str | None, Any] = {}
-_LOCK = threading.Lock()
 
 
 @functools.wraps(_ORIGINAL)
 def _remembered(self: DomainDispatcherApplication, host: str | None) -> Any:
-    with _LOCK:
-        if host in _KNOWN:
-            return _KNOWN[host]
-    backend = _ORIGINAL(self, host)
-    with _LOCK:
-        _KNOWN[host] = backend
-    return backend
+    if host not in _KNOWN:  # two threads may both look a new host up; they find the same answer
+        _KNOWN[host] = _ORIGINAL(self, host)
+    return _KNOWN[host]
 
 
 def remember_backends_per_host() -> None:

@@ -25,6 +25,15 @@ from .sqs_clock import read_sqs_clock_directly
 from .template import REGION, StackResources, Template
 
 
+def correct_moto() -> None:
+    """Where moto differs from AWS in ways our tests and benchmarks would measure: DynamoDB requests applied
+    atomically, SQS as fast with a full queue as with an empty one, a request routed without re-listing every
+    service. Process-wide and idempotent; the local stack and the in-process tests both call it."""
+    serialise_dynamodb_requests()
+    read_sqs_clock_directly()
+    remember_backends_per_host()
+
+
 class EmulatedAws:
     def __init__(self, port: int = 0) -> None:
         self._port = port
@@ -36,9 +45,7 @@ class EmulatedAws:
 
     def start(self) -> EmulatedAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
-        serialise_dynamodb_requests()
-        read_sqs_clock_directly()
-        remember_backends_per_host()
+        correct_moto()
         authorization.install()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         self._server.start()
