@@ -21,6 +21,7 @@ from . import authorization
 from .atomic_dynamodb import serialise_dynamodb_requests
 from .credentials import admin_credentials, role_credentials
 from .dispatch_cache import remember_backends_per_host
+from .s3_part_copy import read_part_copy_ranges
 from .sqs_clock import read_sqs_clock_directly
 from .template import REGION, StackResources, Template
 
@@ -28,10 +29,12 @@ from .template import REGION, StackResources, Template
 def correct_moto() -> None:
     """Where moto differs from AWS in ways our tests and benchmarks would measure: DynamoDB requests applied
     atomically, SQS as fast with a full queue as with an empty one, a request routed without re-listing every
-    service. Process-wide and idempotent; the local stack and the in-process tests both call it."""
+    service, a part copied (UploadPartCopy) by reading its range of the source, not the whole object.
+    Process-wide and idempotent; the local stack and the in-process tests both call it."""
     serialise_dynamodb_requests()
     read_sqs_clock_directly()
     remember_backends_per_host()
+    read_part_copy_ranges()
 
 
 class EmulatedAws:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 import time
@@ -11,14 +12,18 @@ from typing import Any
 import boto3
 import moto.backends
 import moto.core.utils
+import moto.s3.models
 import pytest
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from local.aws.dispatch_cache import remember_backends_per_host
 
 THREADS = 6
+MIB = 1024**2
 
 
 @pytest.fixture
@@ -166,3 +171,73 @@ def test_the_dispatcher_looks_a_hosts_service_up_once(monkeypatch: pytest.Monkey
     host = "dynamodb.eu-west-3.amazonaws.com"  # a host no other test routes, so its first lookup happens here
     assert [dispatcher.get_backend_for_host(host) for _ in range(3)] == ["dynamodb"] * 3
     assert listings == 1
+
+
+# ---------------------------------------------------------------- S3: a part copy reads its range, not the object
+
+
+@pytest.fixture
+def versioned_source() -> Iterator[tuple[Any, str, bytes]]:
+    """A versioned bucket whose key `source` holds 12 MiB (the version yielded) under a newer 1 KiB version."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="parts")
+        s3.put_bucket_versioning(Bucket="parts", VersioningConfiguration={"Status": "Enabled"})
+        body = random.Random(7).randbytes(12 * MIB)
+        version = s3.put_object(Bucket="parts", Key="source", Body=body)["VersionId"]
+        s3.put_object(Bucket="parts", Key="source", Body=b"newer" * 200)
+        yield s3, version, body
+
+
+def test_a_multipart_copy_in_ranges_copies_exactly_the_source_version(
+    versioned_source: tuple[Any, str, bytes],
+) -> None:
+    """As the output copier promotes (boto3's managed copy in UploadPartCopy ranges), scaled down: parts of 5 MiB,
+    the last one partial (2 MiB), from a source version that is no longer the current one."""
+    s3, version, body = versioned_source
+    config = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    s3.copy({"Bucket": "parts", "Key": "source", "VersionId": version}, "parts", "copy", Config=config)
+    copied = s3.get_object(Bucket="parts", Key="copy")
+    assert copied["ETag"].endswith('-3"')  # three parts: 5 + 5 + 2 MiB
+    assert copied["Body"].read() == body
+
+
+def test_a_part_copy_reads_only_its_range_of_the_source(
+    versioned_source: tuple[Any, str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto reads the whole source object for every UploadPartCopy and slices the range out of it (a 1 GiB
+    promotion in two parts read 2 GiB); local.aws.s3_part_copy reads the range alone (conftest applies it, as the
+    local stack does)."""
+    s3, version, body = versioned_source
+    [key] = [
+        key
+        for key in moto.s3.models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets["parts"].keys.getlist("source")
+        if key.version_id == version
+    ]
+    read: list[int] = []
+
+    class CountedBuffer:
+        def __init__(self, buffer: Any) -> None:
+            self._buffer = buffer
+
+        def read(self, *size: int) -> bytes:
+            data: bytes = self._buffer.read(*size)
+            read.append(len(data))
+            return data
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._buffer, name)
+
+    monkeypatch.setattr(key, "_value_buffer", CountedBuffer(key._value_buffer))  # noqa: SLF001 - the spy
+    upload = s3.create_multipart_upload(Bucket="parts", Key="copy")["UploadId"]
+    s3.upload_part_copy(
+        Bucket="parts",
+        Key="copy",
+        UploadId=upload,
+        PartNumber=1,
+        CopySource={"Bucket": "parts", "Key": "source", "VersionId": version},
+        CopySourceRange=f"bytes={MIB}-{2 * MIB - 1}",
+    )
+    assert sum(read) == MIB  # 12 MiB, the whole source, without local.aws.s3_part_copy
+    part = moto.s3.models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets["parts"].multiparts[upload].parts[1]
+    assert part.value == body[MIB : 2 * MIB]
