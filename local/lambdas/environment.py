@@ -30,6 +30,7 @@ from .runtime_api import Invocation, Outcome, RuntimeApiServer, error_body
 
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase of an on-demand environment
 WATCH_INTERVAL_SECONDS = 0.02  # how often a waiting invocation checks that its process still lives
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 Credentials = Callable[[], Mapping[str, str]]
 # How the platform ended an invocation: the deadline passed, the process died, the Runtime API refused the response.
 Failure = Literal["timeout", "exit", "refused", "memory"]
@@ -236,8 +237,22 @@ def _peak_memory_mb(pid: int) -> int:
 
 
 def _resident_memory_mb(pid: int) -> int:
-    """The process's resident set size now: above the function's MemorySize, Lambda kills the runtime."""
-    return _status_mb(pid, "VmRSS:")
+    """The process's resident set size now (VmRSS): above the function's MemorySize, Lambda kills the runtime.
+
+    Read from /proc/PID/statm, a single line, every watch interval of every running invocation: parsing the whole
+    status file cost ten times as much (86 µs against 8.5 µs), and during a burst the watchers' reads were 4 % of
+    the local stack's time holding the GIL."""
+    try:
+        descriptor = os.open(f"/proc/{pid}/statm", os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        resident_pages = int(os.read(descriptor, 128).split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    finally:
+        os.close(descriptor)
+    return math.ceil(resident_pages * _PAGE_BYTES / 1024**2)
 
 
 def _status_mb(pid: int, field_name: str) -> int:

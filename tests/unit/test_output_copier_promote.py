@@ -50,6 +50,15 @@ def test_promote_copies_content_type_and_metadata_then_deletes_the_staging_objec
     assert visible_keys(s3) == ["out/take 1/no_noise.wav"]
 
 
+def test_promote_below_the_transfer_threshold_is_one_head_one_copy_and_one_delete(s3: Any) -> None:
+    """The head tells the size and version: boto3's managed copy would ask for the size again (a second HEAD)."""
+    stage(s3, "staged", b"audio")
+    calls: list[str] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    copier(s3).promote(BUCKET, "staged", "final")
+    assert calls == ["HeadObject", "CopyObject", "DeleteObject"]
+
+
 def test_promote_above_copy_objects_limit_uses_multipart_copy(s3: Any) -> None:
     """CopyObject's 5 GB limit, scaled to 8 MiB: a 9 MiB staged output must still be promoted (UploadPartCopy)."""
     limits: S3LimitEnforcer = enforce_s3_limits(s3, S3Limits(max_copy_source_bytes=8 * MIB))

@@ -39,6 +39,7 @@ from .url_policy import CopyError, OutputRefused, Resolver, Target, UrlPolicy, i
 if TYPE_CHECKING:
     from botocore.client import BaseClient
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
 __all__ = [
     "CopyDeadlineExceeded",
@@ -349,13 +350,19 @@ class OutputCopier:
             clock.stop()
 
     def promote(self, bucket: str, staging_key: str, final_key: str) -> None:
-        """Make a staged output visible at `final_key`: a server-side copy that keeps ContentType and user metadata
-        (boto3's managed copy: multipart above the transfer threshold, so objects over CopyObject's 5 GB limit too),
+        """Make a staged output visible at `final_key`: a server-side copy that keeps ContentType and user metadata,
         then the staged version is deleted (by version id: no delete marker, no noncurrent copy left to expire).
+        Below the transfer threshold one CopyObject (the head has told the size, which boto3's managed copy would
+        ask again); above it boto3's managed copy in parts, so objects over CopyObject's 5 GB limit too.
         Raises CopyError."""
         try:
-            version = self._s3.head_object(Bucket=bucket, Key=staging_key).get("VersionId")
-            self._s3.copy({"Bucket": bucket, "Key": staging_key}, bucket, final_key, Config=self._promote_config)
+            head = self._s3.head_object(Bucket=bucket, Key=staging_key)
+            version = head.get("VersionId")
+            source: CopySourceTypeDef = {"Bucket": bucket, "Key": staging_key}
+            if head["ContentLength"] < self._promote_config.multipart_threshold:
+                self._s3.copy_object(CopySource=source, Bucket=bucket, Key=final_key)
+            else:
+                self._s3.copy(source, bucket, final_key, Config=self._promote_config)
             if version and version != "null":  # the staged version itself, not a delete marker over it
                 self._s3.delete_object(Bucket=bucket, Key=staging_key, VersionId=version)
             else:
