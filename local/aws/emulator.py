@@ -21,7 +21,8 @@ from . import authorization
 from .atomic_dynamodb import serialise_dynamodb_requests
 from .credentials import admin_credentials, role_credentials
 from .dispatch_cache import remember_backends_per_host
-from .s3_part_copy import read_part_copy_ranges
+from .query_order import sort_query_results_once
+from .s3_multipart import complete_uploads_in_one_pass, read_part_copy_ranges
 from .sqs_clock import read_sqs_clock_directly
 from .template import REGION, StackResources, Template
 
@@ -29,12 +30,16 @@ from .template import REGION, StackResources, Template
 def correct_moto() -> None:
     """Where moto differs from AWS in ways our tests and benchmarks would measure: DynamoDB requests applied
     atomically, SQS as fast with a full queue as with an empty one, a request routed without re-listing every
-    service, a part copied (UploadPartCopy) by reading its range of the source, not the whole object.
-    Process-wide and idempotent; the local stack and the in-process tests both call it."""
+    service, a part copied (UploadPartCopy) by reading its range of the source, not the whole object, a multipart
+    upload completed by reading each part once, not by copying the whole object through memory several times, and
+    a Query's candidates sorted by keys computed once. Process-wide and idempotent; the local stack and the
+    in-process tests both call it."""
     serialise_dynamodb_requests()
     read_sqs_clock_directly()
     remember_backends_per_host()
     read_part_copy_ranges()
+    complete_uploads_in_one_pass()
+    sort_query_results_once()
 
 
 class EmulatedAws:

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import inspect
 import random
 import sys
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import moto.backends
 import moto.core.utils
+import moto.dynamodb.models.dynamo_type
+import moto.dynamodb.models.table
 import moto.s3.models
 import pytest
+from awscrt.checksums import crc64nvme
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
 
+from local.aws import query_order
 from local.aws.dispatch_cache import remember_backends_per_host
 
 THREADS = 6
@@ -176,6 +186,22 @@ def test_the_dispatcher_looks_a_hosts_service_up_once(monkeypatch: pytest.Monkey
 # ---------------------------------------------------------------- S3: a part copy reads its range, not the object
 
 
+class _CountedBuffer:
+    """A key's value file that counts the bytes read from it into `read`."""
+
+    def __init__(self, buffer: Any, read: list[int]) -> None:
+        self._buffer = buffer
+        self._read = read
+
+    def read(self, *size: int) -> bytes:
+        data: bytes = self._buffer.read(*size)
+        self._read.append(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._buffer, name)
+
+
 @pytest.fixture
 def versioned_source() -> Iterator[tuple[Any, str, bytes]]:
     """A versioned bucket whose key `source` holds 12 MiB (the version yielded) under a newer 1 KiB version."""
@@ -206,7 +232,7 @@ def test_a_part_copy_reads_only_its_range_of_the_source(
     versioned_source: tuple[Any, str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """moto reads the whole source object for every UploadPartCopy and slices the range out of it (a 1 GiB
-    promotion in two parts read 2 GiB); local.aws.s3_part_copy reads the range alone (conftest applies it, as the
+    promotion in two parts read 2 GiB); local.aws.s3_multipart reads the range alone (conftest applies it, as the
     local stack does)."""
     s3, version, body = versioned_source
     [key] = [
@@ -215,20 +241,7 @@ def test_a_part_copy_reads_only_its_range_of_the_source(
         if key.version_id == version
     ]
     read: list[int] = []
-
-    class CountedBuffer:
-        def __init__(self, buffer: Any) -> None:
-            self._buffer = buffer
-
-        def read(self, *size: int) -> bytes:
-            data: bytes = self._buffer.read(*size)
-            read.append(len(data))
-            return data
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._buffer, name)
-
-    monkeypatch.setattr(key, "_value_buffer", CountedBuffer(key._value_buffer))  # noqa: SLF001 - the spy
+    monkeypatch.setattr(key, "_value_buffer", _CountedBuffer(key._value_buffer, read))  # noqa: SLF001 - the spy
     upload = s3.create_multipart_upload(Bucket="parts", Key="copy")["UploadId"]
     s3.upload_part_copy(
         Bucket="parts",
@@ -238,6 +251,261 @@ def test_a_part_copy_reads_only_its_range_of_the_source(
         CopySource={"Bucket": "parts", "Key": "source", "VersionId": version},
         CopySourceRange=f"bytes={MIB}-{2 * MIB - 1}",
     )
-    assert sum(read) == MIB  # 12 MiB, the whole source, without local.aws.s3_part_copy
+    assert sum(read) == MIB  # 12 MiB, the whole source, without local.aws.s3_multipart
     part = moto.s3.models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets["parts"].multiparts[upload].parts[1]
     assert part.value == body[MIB : 2 * MIB]
+
+
+# ---------------------------------------------------------------- S3: a completion reads each part once
+
+
+def _s3_backend() -> Any:
+    return moto.s3.models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+
+@pytest.fixture
+def bucket() -> Iterator[Any]:
+    """A client, and its empty bucket `parts`."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="parts")
+        yield s3
+
+
+def _uploaded(s3: Any, parts: list[bytes], **create: str) -> tuple[str, list[dict[str, Any]]]:
+    """An open multipart upload of `parts` to the key `object`, and the part list that completes it."""
+    upload = s3.create_multipart_upload(Bucket="parts", Key="object", **create)["UploadId"]
+    listed = [
+        {"PartNumber": number, "ETag": s3.upload_part(**_part(upload, number), Body=body)["ETag"]}
+        for number, body in enumerate(parts, 1)
+    ]
+    return upload, listed
+
+
+def _part(upload: str, number: int) -> dict[str, Any]:
+    return {"Bucket": "parts", "Key": "object", "UploadId": upload, "PartNumber": number}
+
+
+def _crc32(data: bytes) -> bytes:
+    return zlib.crc32(data).to_bytes(4, "big")
+
+
+def _base64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+@pytest.mark.parametrize(
+    ("create", "checksum"),
+    [
+        pytest.param(
+            {},
+            lambda parts: ("FULL_OBJECT", _base64(crc64nvme(b"".join(parts)).to_bytes(8, "big")), 1),
+            id="moto's default: CRC64NVME of the object",
+        ),
+        pytest.param(
+            {"ChecksumAlgorithm": "CRC32"},
+            lambda parts: ("COMPOSITE", _base64(_crc32(b"".join(map(_crc32, parts)))), len(parts)),
+            id="CRC32 of the parts' CRC32s",
+        ),
+        pytest.param(
+            {"ChecksumAlgorithm": "CRC32", "ChecksumType": "FULL_OBJECT"},
+            lambda parts: ("FULL_OBJECT", _base64(_crc32(b"".join(parts))), 1),
+            id="CRC32 of the object",
+        ),
+    ],
+)
+def test_a_multipart_upload_completes_to_its_parts_bytes_etag_and_checksum(
+    bucket: Any, create: dict[str, str], checksum: Callable[[list[bytes]], tuple[str, str, int]]
+) -> None:
+    """Parts of 5 MiB, the last one smaller: the object is their bytes, its ETag the MD5 of their MD5s and their
+    count, its checksum as S3 defines it (a composite checksum is the checksum of the parts' checksums)."""
+    rng = random.Random(11)
+    parts = [rng.randbytes(5 * MIB), rng.randbytes(5 * MIB), rng.randbytes(2 * MIB)]
+    upload, listed = _uploaded(bucket, parts, **create)
+    bucket.complete_multipart_upload(Bucket="parts", Key="object", UploadId=upload, MultipartUpload={"Parts": listed})
+    got = bucket.get_object(Bucket="parts", Key="object")
+    assert got["Body"].read() == b"".join(parts)
+    md5s = b"".join(hashlib.md5(part, usedforsecurity=False).digest() for part in parts)
+    assert got["ETag"] == f'"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-3"'
+    key = _s3_backend().get_object("parts", "object")
+    assert (key.checksum_type, key.checksum_value, key.checksum_parts) == checksum(parts)
+
+
+@pytest.mark.parametrize("checksum_type", [None, "COMPOSITE", "FULL_OBJECT"])
+@pytest.mark.parametrize("algorithm", [None, "CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256", "SHA512"])
+def test_a_completion_makes_the_object_moto_makes(
+    bucket: Any, monkeypatch: pytest.MonkeyPatch, algorithm: str | None, checksum_type: str | None
+) -> None:
+    """The bytes, ETag and checksum (type, value, part count) of moto's own `FakeMultipart.complete`, for every
+    checksum moto computes (and a name it does not know, which it answers with SHA-256), with moto's fallbacks (no
+    crc32c package here: CRC32 for CRC32C), each part read in several pieces."""
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 3000)  # parts scaled down, read in 1,000 bytes
+    monkeypatch.setattr("local.aws.s3_multipart._PIECE", 1000)
+    named = {"ChecksumAlgorithm": algorithm, "ChecksumType": checksum_type}
+    upload = bucket.create_multipart_upload(
+        Bucket="parts", Key="object", **{name: value for name, value in named.items() if value}
+    )["UploadId"]
+    backend = _s3_backend()
+    multipart = backend.get_bucket("parts").multiparts[upload]
+    rng = random.Random(17)
+    listed = [(n, multipart.set_part(n, rng.randbytes(size)).etag) for n, size in enumerate([3000, 3500, 1234], 1)]
+    moto_complete = inspect.unwrap(moto.s3.models.FakeMultipart.complete)
+    assert moto_complete is not moto.s3.models.FakeMultipart.complete  # the correction is applied (conftest)
+    value, etag, checksum = moto_complete(multipart, iter(listed))  # moto's own: it reads the parts, nothing more
+
+    key = backend.complete_multipart_upload("parts", upload, iter(listed))
+    assert key.value == value
+    assert key.etag == f'"{etag}"'
+    assert (key.checksum_type, key.checksum_value, key.checksum_parts) == checksum
+
+
+def test_a_completion_refuses_as_moto_does_before_reading_a_part(bucket: Any) -> None:
+    """InvalidPart for a part not uploaded or listed with another ETag, EntityTooSmall for a part under 5 MiB that is
+    not the last, MalformedXML for none: the upload stays whole and completes once listed right. (Through the
+    backend: the tests' S3 clients refuse a small part themselves, tests/s3_limits.py.)"""
+    parts = [b"a" * 5 * MIB, b"b" * MIB, b"c"]
+    upload, listed = _uploaded(bucket, parts)
+    backend = _s3_backend()
+    one, two, three = [(part["PartNumber"], part["ETag"]) for part in listed]
+    for listing, refusal in [
+        ([one, (4, two[1])], InvalidPart),
+        ([(1, two[1])], InvalidPart),
+        ([one, two, three], EntityTooSmall),
+        ([one, two, (3, one[1])], InvalidPart),  # moto checks a part's ETag before the size of the part before it
+        ([], MalformedXML),
+    ]:
+        with pytest.raises(refusal):
+            backend.complete_multipart_upload("parts", upload, iter(listing))
+    assert backend.complete_multipart_upload("parts", upload, iter([one, three])).value == parts[0] + parts[2]
+
+
+def test_a_completion_reads_each_part_once_and_copies_no_whole_object(
+    bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto's `FakeMultipart.complete` reads every part twice and holds the object in memory several times over (a
+    1 GiB upload peaked at 4.6 GiB); local.aws.s3_multipart reads each part once, in pieces, into the key's file."""
+    rng = random.Random(13)
+    parts = [rng.randbytes(5 * MIB), rng.randbytes(5 * MIB), rng.randbytes(2 * MIB)]
+    upload, listed = _uploaded(bucket, parts)
+    multipart = _s3_backend().get_bucket("parts").multiparts[upload]
+    read: dict[int, list[int]] = {number: [] for number in multipart.parts}
+    for number, part in multipart.parts.items():
+        monkeypatch.setattr(part, "_value_buffer", _CountedBuffer(part._value_buffer, read[number]))  # noqa: SLF001
+    tracemalloc.start()
+    try:
+        bucket.complete_multipart_upload(
+            Bucket="parts", Key="object", UploadId=upload, MultipartUpload={"Parts": listed}
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert {number: sum(sizes) for number, sizes in read.items()} == {1: 5 * MIB, 2: 5 * MIB, 3: 2 * MIB}  # moto: 2x
+    assert peak < 12 * MIB  # less than the object: moto's peak was three times it
+    assert bucket.get_object(Bucket="parts", Key="object")["Body"].read() == b"".join(parts)
+
+
+# ---------------------------------------------------------------- DynamoDB: a Query sorts by keys computed once
+
+
+@pytest.fixture
+def indexed_table() -> Iterator[Any]:
+    """A table with a `by-status` index (status, status_at) like the jobs table's, holding jobs in three states
+    whose `status_at` collide now and then, so the table's own key breaks ties."""
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        created = dynamodb.create_table(
+            TableName="indexed",
+            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": attribute, "AttributeType": "S"} for attribute in ("job_id", "status", "status_at")
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by-status",
+                    "KeySchema": [
+                        {"AttributeName": "status", "KeyType": "HASH"},
+                        {"AttributeName": "status_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        rng = random.Random(11)
+        with created.batch_writer() as batch:
+            for n in range(300):
+                batch.put_item(
+                    Item={
+                        "job_id": f"job-{rng.randrange(10**6):06d}-{n}",
+                        "status": rng.choice(["QUEUED", "SUBMITTED", "COPYING"]),
+                        "status_at": f"2026-12-01T05:{rng.randrange(60):02d}:00Z",
+                        "attempts": rng.randrange(5),
+                    }
+                )
+        yield created
+
+
+def _query_all(table: Any, status: str, **kwargs: Any) -> list[str]:
+    """Every job id of `status` through the index, page by page."""
+    ids: list[str] = []
+    query: dict[str, Any] = {
+        "IndexName": "by-status",
+        "KeyConditionExpression": "#s = :s",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":s": status},
+        **kwargs,
+    }
+    while True:
+        page = table.query(**query)
+        ids += [item["job_id"] for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return ids
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_an_index_query_returns_the_order_moto_itself_gives(
+    indexed_table: Any, monkeypatch: pytest.MonkeyPatch, forward: bool
+) -> None:
+    """Pages of 7 in either direction: the same ids in the same order as moto's own sort (local.aws.query_order
+    replaces only how the sort key is computed)."""
+    corrected = [
+        _query_all(indexed_table, status, Limit=7, ScanIndexForward=forward) for status in ("QUEUED", "COPYING")
+    ]
+    monkeypatch.setattr(moto.dynamodb.models.table.Table, "sorted_items", query_order._ORIGINAL)  # noqa: SLF001
+    original = [
+        _query_all(indexed_table, status, Limit=7, ScanIndexForward=forward) for status in ("QUEUED", "COPYING")
+    ]
+    assert corrected == original
+    assert all(len(ids) > 50 for ids in corrected)
+
+
+def test_an_index_query_computes_each_sort_key_once(indexed_table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's sort compared DynamoType objects, rebuilding both values on every comparison (O(n log n) casts); the
+    corrected sort casts each key attribute of each candidate once: status, status_at and job_id."""
+    casts = {"sorting": False, "count": 0}
+    cast_value = moto.dynamodb.models.dynamo_type.DynamoType.cast_value
+    sorted_items = moto.dynamodb.models.table.Table.sorted_items
+
+    def counted(self: Any) -> Any:
+        casts["count"] += casts["sorting"]
+        return cast_value.fget(self)
+
+    def sorting(self: Any, *args: Any) -> Any:
+        casts["sorting"] = True
+        try:
+            return sorted_items(self, *args)
+        finally:
+            casts["sorting"] = False
+
+    candidates = len(_query_all(indexed_table, "QUEUED"))
+    monkeypatch.setattr(moto.dynamodb.models.dynamo_type.DynamoType, "cast_value", property(counted))
+    monkeypatch.setattr(moto.dynamodb.models.table.Table, "sorted_items", sorting)
+    indexed_table.query(
+        IndexName="by-status",
+        KeyConditionExpression="#s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "QUEUED"},
+        Limit=2,
+    )
+    assert casts["count"] == 3 * candidates  # 3,664 with moto's own sort
