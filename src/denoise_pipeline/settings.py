@@ -7,7 +7,8 @@ defaults below are for tuning knobs the template does not set.
 
 The classes are frozen dataclasses without `__eq__` and `__repr__`: a function reads its settings once and the
 client caches in wiring key on that one object, and every generated method is source that a cold start compiles
-(about 0.02× of `import boto3` for these eight classes, bench/cold_import.py).
+(bench/cold_import.py). For the same reason the groups of fields the three functions' classes are made of
+(`JobsSettings` … `SubmittingSettings`) have no `__init__`: they are never built on their own, only read as types.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class EnvSettings:
         return {spec.metadata["env"] for spec in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False, init=False)
 class JobsSettings(EnvSettings):
     """What every function needs: the job table, the bus final states go to, and provider capacity."""
 
@@ -68,7 +69,7 @@ class JobsSettings(EnvSettings):
     secret_max_age_seconds: int = env("SECRET_MAX_AGE_SECONDS", 300, minimum=0)
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False, init=False)
 class ProviderSettings(EnvSettings):
     """The MusicGPT API: where it is, the secret holding its key, and how patiently to call it."""
 
@@ -81,14 +82,14 @@ class ProviderSettings(EnvSettings):
     """The provider's status-lookup limit for the account's plan (20 / 200 / 500)."""
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False, init=False)
 class SigningSettings(EnvSettings):
     """The secret that signs and verifies webhook tokens."""
 
     signing_secret_id: str = env("WEBHOOK_SIGNING_SECRET_ARN")
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False, init=False)
 class SubmissionSettings(EnvSettings):
     """How a job is submitted: the webhook base, audio_url or audio_file, presigning, attempts."""
 
@@ -98,7 +99,7 @@ class SubmissionSettings(EnvSettings):
     max_submit_attempts: int = env("MAX_SUBMIT_ATTEMPTS", 5, minimum=1)
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False, init=False)
 class SubmittingSettings(JobsSettings, ProviderSettings, SigningSettings, SubmissionSettings):
     """What a function that submits jobs needs; a confirmed or kept result is recorded like a callback, which
     queues the copy."""
