@@ -30,7 +30,8 @@ two part copies. What a completion still costs is writing the object once to a n
 cache the guest has not touched lately costs 5-9 s/GiB to write (`dd` of 1 GiB: 4-7 s, then 0.4 s into the pages
 just freed), and the first part is the one written to such pages. Keeping the parts' files as the object's (no
 write at all, about 0.4 s/GiB to checksum) would hold one open file per part for the key's lifetime; not done.
-A failure while the parts are read (an I/O error) leaves the upload without the parts read so far.
+A failure while the parts are read (an I/O error, a full disk) leaves the upload without the parts read so far: it
+cannot be completed again, only aborted, where S3 would not have failed at all.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from typing import Any, Protocol
 
 import moto.s3.models
 import moto.s3.utils
-from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+from moto.s3.exceptions import EntityTooSmall, InvalidPart, InvalidPartOrder, MalformedXML
 from moto.s3.models import FakeKey, FakeMultipart, MultipartChecksumBuilder, S3Backend
 from moto.s3.utils import compute_checksum
 from moto.settings import get_s3_default_key_buffer_size
@@ -177,10 +178,16 @@ def _set_value(key: FakeKey, new_value: bytes | _Assembled) -> None:
 
 
 def _listed_parts(multipart: FakeMultipart, body: Iterator[tuple[int, str]]) -> tuple[list[FakeKey], bytes]:
-    """The parts the request lists and their MD5s concatenated, checked as moto's `FakeMultipart.complete` does."""
+    """The parts the request lists and their MD5s concatenated, checked as moto's `FakeMultipart.complete` does, and
+    in ascending order as S3 requires (moto's request parser means to refuse the rest but lets any order through,
+    and a part listed twice would be read after it was disposed of)."""
     parts: list[FakeKey] = []
     md5s = bytearray()
+    previous = 0
     for pn, etag in body:
+        if pn <= previous:
+            raise InvalidPartOrder()
+        previous = pn
         part = multipart.parts.get(pn)
         part_etag = None
         if part is not None:

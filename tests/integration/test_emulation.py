@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+from moto.s3.exceptions import EntityTooSmall, InvalidPart, InvalidPartOrder, MalformedXML
 
 from local.aws import query_order
 from local.aws.dispatch_cache import remember_backends_per_host
@@ -361,8 +361,9 @@ def test_a_completion_makes_the_object_moto_makes(
 
 def test_a_completion_refuses_as_moto_does_before_reading_a_part(bucket: Any) -> None:
     """InvalidPart for a part not uploaded or listed with another ETag, EntityTooSmall for a part under 5 MiB that is
-    not the last, MalformedXML for none: the upload stays whole and completes once listed right. (Through the
-    backend: the tests' S3 clients refuse a small part themselves, tests/s3_limits.py.)"""
+    not the last, MalformedXML for none, and InvalidPartOrder for parts out of order or listed twice, as S3 answers
+    (moto lets those through): the upload stays whole and completes once listed right. (Through the backend: the
+    tests' S3 clients refuse a small part themselves, tests/s3_limits.py.)"""
     parts = [b"a" * 5 * MIB, b"b" * MIB, b"c"]
     upload, listed = _uploaded(bucket, parts)
     backend = _s3_backend()
@@ -373,6 +374,8 @@ def test_a_completion_refuses_as_moto_does_before_reading_a_part(bucket: Any) ->
         ([one, two, three], EntityTooSmall),
         ([one, two, (3, one[1])], InvalidPart),  # moto checks a part's ETag before the size of the part before it
         ([], MalformedXML),
+        ([one, one], InvalidPartOrder),
+        ([one, three, two], InvalidPartOrder),
     ]:
         with pytest.raises(refusal):
             backend.complete_multipart_upload("parts", upload, iter(listing))
@@ -391,14 +394,17 @@ def test_a_completion_reads_each_part_once_and_copies_no_whole_object(
     read: dict[int, list[int]] = {number: [] for number in multipart.parts}
     for number, part in multipart.parts.items():
         monkeypatch.setattr(part, "_value_buffer", _CountedBuffer(part._value_buffer, read[number]))  # noqa: SLF001
+    tracing_already = tracemalloc.is_tracing()  # PYTHONTRACEMALLOC, or -X tracemalloc: left as it was found
     tracemalloc.start()
+    tracemalloc.reset_peak()
     try:
         bucket.complete_multipart_upload(
             Bucket="parts", Key="object", UploadId=upload, MultipartUpload={"Parts": listed}
         )
         _, peak = tracemalloc.get_traced_memory()
     finally:
-        tracemalloc.stop()
+        if not tracing_already:
+            tracemalloc.stop()
     assert {number: sum(sizes) for number, sizes in read.items()} == {1: 5 * MIB, 2: 5 * MIB, 3: 2 * MIB}  # moto: 2x
     assert peak < 12 * MIB  # less than the object: moto's peak was three times it
     assert bucket.get_object(Bucket="parts", Key="object")["Body"].read() == b"".join(parts)

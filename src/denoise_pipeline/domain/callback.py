@@ -3,7 +3,7 @@
 The webhook handler turns these into HTTP answers; the submit function and the reconciler, which record status
 lookups and kept callbacks the same way, read them as plain values. The kinds of `About` add no field, so they take
 its generated methods as they are (equality and repr still tell the kinds apart) instead of compiling their own
-at every cold start.
+at every cold start; `job` stays read-only on them, though a new attribute could be added (nothing does).
 """
 
 from __future__ import annotations
