@@ -297,7 +297,7 @@ def run(files: int = FILES, timeout: float = 400, repetitions: int = REPETITIONS
         "Cost per job counts the AWS calls made by handler code in the last run (per function and operation, "
         f"DynamoDB per job: {by_operation}); a conditional write that loses still costs a write. An uncontended job "
         "writes its item 6 times (create, SUBMITTED, COPYING, the copy claim, COMPLETED, clear the event mark) and "
-        "the capacity item "
-        "twice (acquire, release); a queued job is created QUEUED and adds its claim, and a lost race now and then.",
+        "the capacity item twice (acquire, release); a queued job is created QUEUED and adds its claim, and a lost "
+        "race now and then.",
     ]
     return figures, notes
