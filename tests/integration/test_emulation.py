@@ -202,6 +202,10 @@ class _CountedBuffer:
         return getattr(self._buffer, name)
 
 
+def _s3_backend() -> Any:
+    return moto.s3.models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+
 @pytest.fixture
 def versioned_source() -> Iterator[tuple[Any, str, bytes]]:
     """A versioned bucket whose key `source` holds 12 MiB (the version yielded) under a newer 1 KiB version."""
@@ -235,11 +239,7 @@ def test_a_part_copy_reads_only_its_range_of_the_source(
     promotion in two parts read 2 GiB); local.aws.s3_multipart reads the range alone (conftest applies it, as the
     local stack does)."""
     s3, version, body = versioned_source
-    [key] = [
-        key
-        for key in moto.s3.models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets["parts"].keys.getlist("source")
-        if key.version_id == version
-    ]
+    [key] = [key for key in _s3_backend().get_bucket("parts").keys.getlist("source") if key.version_id == version]
     read: list[int] = []
     monkeypatch.setattr(key, "_value_buffer", _CountedBuffer(key._value_buffer, read))  # noqa: SLF001 - the spy
     upload = s3.create_multipart_upload(Bucket="parts", Key="copy")["UploadId"]
@@ -252,15 +252,11 @@ def test_a_part_copy_reads_only_its_range_of_the_source(
         CopySourceRange=f"bytes={MIB}-{2 * MIB - 1}",
     )
     assert sum(read) == MIB  # 12 MiB, the whole source, without local.aws.s3_multipart
-    part = moto.s3.models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets["parts"].multiparts[upload].parts[1]
+    part = _s3_backend().get_bucket("parts").multiparts[upload].parts[1]
     assert part.value == body[MIB : 2 * MIB]
 
 
 # ---------------------------------------------------------------- S3: a completion reads each part once
-
-
-def _s3_backend() -> Any:
-    return moto.s3.models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
 
 
 @pytest.fixture
