@@ -143,13 +143,11 @@ class JobStore:
 
     def release_lease(self, job_id: str) -> None:
         """Give the lease back after a transient failure so the next retry can claim the job at once."""
-        self._update(
+        self._write_if_held(
             job_id,
-            None,
             "REMOVE lease_until",
             "#s IN (:received, :queued)",
             {":received": JobStatus.RECEIVED.value, ":queued": JobStatus.QUEUED.value},
-            quiet=True,
         )
 
     def mark_queued(self, job_id: str, reason: str, now: datetime | None = None) -> Job:
@@ -376,9 +374,8 @@ class JobStore:
     def end_copy_attempt(self, job_id: str, owner: str, error: str, retry_at: datetime) -> None:
         """A copy attempt failed: keep its reason, and hold the lease (without an owner) until its retry is due, so
         the reconciler does not queue another attempt during the back-off (only the owner's own lease)."""
-        self._update(
+        self._write_if_held(
             job_id,
-            None,
             "SET last_copy_error = :error, copy_lease_until = :retry REMOVE copy_owner",
             "#s = :copying AND copy_owner = :owner",
             {
@@ -387,7 +384,6 @@ class JobStore:
                 ":retry": iso(retry_at),
                 ":copying": JobStatus.COPYING.value,
             },
-            quiet=True,
         )
 
     def record_sweep_failure(self, job_id: str, error: str, now: datetime | None = None) -> int:
@@ -464,17 +460,18 @@ class JobStore:
         expression: str,
         condition: str,
         values: dict[str, Any],
-        *,
-        quiet: bool = False,
     ) -> Job:
-        """The conditional update, then the job as it now is (as it was left, when `quiet` and the condition failed)."""
-        try:
-            result = self._write(job_id, target, expression, condition, values, returns="ALL_NEW")
-        except TransitionRejected:
-            if quiet:
-                return self.get(job_id)
-            raise
+        """The conditional update, then the job as it now is."""
+        result = self._write(job_id, target, expression, condition, values, returns="ALL_NEW")
         return job_from_item(result["Attributes"])
+
+    def _write_if_held(self, job_id: str, expression: str, condition: str, values: dict[str, Any]) -> None:
+        """The conditional update, reading nothing back; when the condition does not hold (the job moved on, or
+        someone else holds it) nothing is written, and only a job that is gone raises (JobNotFound)."""
+        try:
+            self._write(job_id, None, expression, condition, values)
+        except TransitionRejected:
+            self.get(job_id)
 
     def _write(
         self,
