@@ -25,14 +25,16 @@ from .query_order import sort_query_results_once
 from .s3_multipart import complete_uploads_in_one_pass, read_part_copy_ranges
 from .sqs_clock import read_sqs_clock_directly
 from .template import REGION, StackResources, Template
+from .update_expressions import validate_update_expressions_once
 
 
 def correct_moto() -> None:
     """Where moto differs from AWS in ways our tests and benchmarks would measure: DynamoDB requests applied
     atomically, SQS as fast with a full queue as with an empty one, a request routed without re-listing every
     service, a part copied (UploadPartCopy) by reading its range of the source, not the whole object, a multipart
-    upload completed by reading each part once, not by copying the whole object through memory several times, and
-    a Query's candidates sorted by keys computed once. Process-wide and idempotent; the local stack and the
+    upload completed by reading each part once, not by copying the whole object through memory several times, a
+    Query's candidates sorted by keys computed once, and an UpdateItem's expression parsed once per text and
+    validated without passes that cannot change its answer. Process-wide and idempotent; the local stack and the
     in-process tests both call it."""
     serialise_dynamodb_requests()
     read_sqs_clock_directly()
@@ -40,6 +42,7 @@ def correct_moto() -> None:
     read_part_copy_ranges()
     complete_uploads_in_one_pass()
     sort_query_results_once()
+    validate_update_expressions_once()
 
 
 class EmulatedAws:

@@ -19,17 +19,22 @@ import moto.backends
 import moto.core.utils
 import moto.dynamodb.models.dynamo_type
 import moto.dynamodb.models.table
+import moto.dynamodb.parsing.ast_nodes
+import moto.dynamodb.parsing.expressions
+import moto.dynamodb.parsing.validators
 import moto.s3.models
 import pytest
 from awscrt.checksums import crc64nvme
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.exceptions import EntityTooSmall, InvalidPart, InvalidPartOrder, MalformedXML
 
-from local.aws import query_order
+from local.aws import query_order, update_expressions
 from local.aws.dispatch_cache import remember_backends_per_host
 
 THREADS = 6
@@ -511,3 +516,96 @@ def test_an_index_query_computes_each_sort_key_once(indexed_table: Any, monkeypa
         Limit=2,
     )
     assert casts["count"] == 3 * candidates  # 3,664 with moto's own sort
+
+
+ACTIONS = {
+    "SET": ["a = :one", "a.b = :one", "c = c + :one", "#n = :text", "l[0] = :text", "m.x = if_not_exists(m.x, :one)"],
+    "REMOVE": ["a", "a.b", "#n", "l[0]", "missing"],
+    "ADD": ["c :one", "counter :one", "a.b :one"],
+}
+clauses = st.lists(
+    st.sampled_from(list(ACTIONS)).flatmap(
+        lambda kind: st.lists(st.sampled_from(ACTIONS[kind]), min_size=1, max_size=3).map(
+            lambda actions: f"{kind} " + ", ".join(actions)
+        )
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def _moto_unchanged(patch: pytest.MonkeyPatch) -> None:
+    """Put back what local.aws.update_expressions replaced: moto's own parse, handler maps and validation passes."""
+    patch.setattr(moto.dynamodb.parsing.expressions.UpdateExpressionParser, "make", update_expressions._ORIGINAL_MAKE)  # noqa: SLF001
+    traverser = moto.dynamodb.parsing.ast_nodes.DepthFirstTraverser
+    patch.setattr(traverser, "nodes_to_be_processed", update_expressions._ORIGINAL_NODES_TO_BE_PROCESSED)  # noqa: SLF001
+    patch.setattr(traverser, "process", update_expressions._ORIGINAL_PROCESS)  # noqa: SLF001
+    for validator in ("ActionCountValidator", "OverlappingPathsValidator"):
+        patch.delattr(getattr(moto.dynamodb.parsing.validators, validator), "traverse")
+
+
+def _answer(table: Any, expression: str, condition: str | None) -> Any:
+    """The item after the update from a fresh start, or the error moto answers with."""
+    table.put_item(Item={"k": "job", "a": {"b": 1}, "c": 5, "name": "x", "l": ["y"], "m": {}})
+    request: dict[str, Any] = {
+        "Key": {"k": "job"},
+        "UpdateExpression": expression,
+        "ExpressionAttributeNames": {"#n": "name"},
+        "ExpressionAttributeValues": {":one": 1, ":text": "t"},
+    }
+    if condition:
+        request["ConditionExpression"] = condition
+    try:
+        table.update_item(**request)
+    except ClientError as error:
+        return error.response["Error"]
+    return table.get_item(Key={"k": "job"})["Item"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(expression=clauses.map(" ".join), condition=st.sampled_from([None, "c = :one", "attribute_exists(a)"]))
+def test_an_update_answers_as_moto_itself_does(expression: str, condition: str | None) -> None:
+    """Valid and refused expressions alike (repeated clauses, overlapping or repeated paths, a path into a
+    missing map, a type mismatch, a failed condition): the same item or the same error, with and without
+    local.aws.update_expressions, the same text asked twice in a row."""
+    with mock_aws():
+        table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
+            TableName="updates",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        corrected = [_answer(table, expression, condition) for _ in range(2)]
+        with pytest.MonkeyPatch.context() as patch:
+            _moto_unchanged(patch)
+            original = _answer(table, expression, condition)
+    assert corrected == [original, original]
+
+
+def test_an_update_expression_is_parsed_once_and_its_whole_checked_once(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto parsed the text twice per request (request layer and backend) and ran the action-count check on
+    every clause, action, path and value node of the tree (it took 36 of them for this expression)."""
+    tokenized = {"count": 0}
+    checked = {"count": 0}
+    tokenizer = moto.dynamodb.parsing.expressions.ExpressionTokenizer
+    make_list = tokenizer.make_list
+    verify = moto.dynamodb.parsing.validators.ActionCountValidator.verify_action_counts
+
+    def counted_tokenizing(expression: str) -> Any:
+        tokenized["count"] += 1
+        return make_list(expression)
+
+    def counted_check(self: Any, node: Any) -> Any:
+        checked["count"] += 1
+        return verify(self, node)
+
+    monkeypatch.setattr(tokenizer, "make_list", staticmethod(counted_tokenizing))
+    monkeypatch.setattr(moto.dynamodb.parsing.validators.ActionCountValidator, "verify_action_counts", counted_check)
+    expression = "SET parsed_once = :one, b = :one, c = :one, d = :one REMOVE e ADD f :one"
+    for _ in range(3):
+        table.update_item(Key={"k": "job"}, UpdateExpression=expression, ExpressionAttributeValues={":one": 1})
+    assert tokenized["count"] == 1
+    assert checked["count"] == 3
+    assert table.get_item(Key={"k": "job"})["Item"] == {"k": "job", "parsed_once": 1, "b": 1, "c": 1, "d": 1, "f": 3}
