@@ -2,7 +2,7 @@
 
 Measured on this machine, in process: the webhook's SUBMITTED → COPYING update (12 SET actions, one REMOVE, a
 five-part condition) took 5.2 ms of CPU, a PutItem 1.0 ms; over the local stack's HTTP server 6.3 ms against 2.5.
-Real DynamoDB answers both in about the same time. Three costs of moto's, none of them part of the answer:
+Real DynamoDB answers both in about the same time. Four costs of moto's, none of them part of the answer:
 
 - The expression is parsed twice per request (the request layer and the backend), and again for every request
   with the same text. Here a parse is remembered per expression text: the tree is only read there, and the
@@ -14,14 +14,24 @@ Real DynamoDB answers both in about the same time. Three costs of moto's, none o
   clause below it. A check passes on a subtree whenever it passes on the whole expression (its counts and its
   paths are a part of the whole's), so here the whole expression is checked once, and only when that check fails
   does moto's own pass run, to raise exactly moto's error.
+- Each validation works on a deep copy of the tree, which `copy.deepcopy` makes node by node through the pickle
+  protocol (`__reduce_ex__`, then `_reconstruct`). Here a node copies its attributes into a new node of its class:
+  the same copy (no node class has slots or pickle hooks of its own) without the detour.
+
+Together: that update 2.9 ms of CPU in process, 4.3 ms p50 over HTTP (webhook ack p50 9.7 -> 7.7-8.1 ms).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
-from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, UpdateExpression  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+    DepthFirstTraverser,
+    Node,
+    UpdateExpression,
+)
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
 
@@ -58,6 +68,15 @@ def _process(self: DepthFirstTraverser, node: Any) -> Any:
     return None
 
 
+def _copy_node(self: Node, memo: dict[int, Any]) -> Any:
+    clone = object.__new__(type(self))
+    memo[id(self)] = clone
+    attributes = clone.__dict__
+    for name, value in self.__dict__.items():
+        attributes[name] = copy.deepcopy(value, memo)
+    return clone
+
+
 def _check_whole_expression(check: str) -> Any:
     """A traverse that runs the validator's `check` on the root only, and moto's own pass when that fails."""
 
@@ -75,9 +94,11 @@ def _check_whole_expression(check: str) -> Any:
 
 def validate_update_expressions_once() -> None:
     """Process-wide and idempotent: moto parses an update expression once per text, builds each validation
-    pass's handler map once, and checks action counts and overlapping paths on the whole expression."""
+    pass's handler map once, checks action counts and overlapping paths on the whole expression, and copies a
+    tree node by node."""
     UpdateExpressionParser.make = classmethod(_make)
     DepthFirstTraverser.nodes_to_be_processed = _nodes_to_be_processed
     DepthFirstTraverser.process = _process
+    Node.__deepcopy__ = _copy_node
     ActionCountValidator.traverse = _check_whole_expression("verify_action_counts")
     OverlappingPathsValidator.traverse = _check_whole_expression("check_for_overlapping_paths")

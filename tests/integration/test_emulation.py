@@ -535,11 +535,13 @@ clauses = st.lists(
 
 
 def _moto_unchanged(patch: pytest.MonkeyPatch) -> None:
-    """Put back what local.aws.update_expressions replaced: moto's own parse, handler maps and validation passes."""
+    """Put back what local.aws.update_expressions replaced: moto's own parse, handler maps, validation passes and
+    tree copies."""
     patch.setattr(moto.dynamodb.parsing.expressions.UpdateExpressionParser, "make", update_expressions._ORIGINAL_MAKE)  # noqa: SLF001
     traverser = moto.dynamodb.parsing.ast_nodes.DepthFirstTraverser
     patch.setattr(traverser, "nodes_to_be_processed", update_expressions._ORIGINAL_NODES_TO_BE_PROCESSED)  # noqa: SLF001
     patch.setattr(traverser, "process", update_expressions._ORIGINAL_PROCESS)  # noqa: SLF001
+    patch.delattr(moto.dynamodb.parsing.ast_nodes.Node, "__deepcopy__")
     for validator in ("ActionCountValidator", "OverlappingPathsValidator"):
         patch.delattr(getattr(moto.dynamodb.parsing.validators, validator), "traverse")
 
