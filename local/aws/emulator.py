@@ -22,6 +22,7 @@ from .atomic_dynamodb import serialise_dynamodb_requests
 from .credentials import admin_credentials, role_credentials
 from .dispatch_cache import remember_backends_per_host
 from .query_order import sort_query_results_once
+from .response_fields import derive_response_field_aliases_once
 from .s3_multipart import complete_uploads_in_one_pass, read_part_copy_ranges
 from .sqs_clock import read_sqs_clock_directly
 from .template import REGION, StackResources, Template
@@ -33,8 +34,9 @@ def correct_moto() -> None:
     atomically, SQS as fast with a full queue as with an empty one, a request routed without re-listing every
     service, a part copied (UploadPartCopy) by reading its range of the source, not the whole object, a multipart
     upload completed by reading each part once, not by copying the whole object through memory several times, a
-    Query's candidates sorted by keys computed once, and an UpdateItem's expression parsed once per text and
-    validated without passes that cannot change its answer. Process-wide and idempotent; the local stack and the
+    Query's candidates sorted by keys computed once, an UpdateItem's expression parsed once per text and
+    validated without passes that cannot change its answer, and a response's fields looked up without deriving
+    their aliases anew for every value. Process-wide and idempotent; the local stack and the
     in-process tests both call it."""
     serialise_dynamodb_requests()
     read_sqs_clock_directly()
@@ -43,6 +45,7 @@ def correct_moto() -> None:
     complete_uploads_in_one_pass()
     sort_query_results_once()
     validate_update_expressions_once()
+    derive_response_field_aliases_once()
 
 
 class EmulatedAws:

@@ -12,10 +12,12 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import boto3
 import moto.backends
+import moto.core.serialize
 import moto.core.utils
 import moto.dynamodb.models.dynamo_type
 import moto.dynamodb.models.table
@@ -34,7 +36,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.exceptions import EntityTooSmall, InvalidPart, InvalidPartOrder, MalformedXML
 
-from local.aws import query_order, update_expressions
+from local.aws import query_order, response_fields, update_expressions
 from local.aws.dispatch_cache import remember_backends_per_host
 
 THREADS = 6
@@ -611,3 +613,131 @@ def test_an_update_expression_is_parsed_once_and_its_whole_checked_once(
     assert tokenized["count"] == 1
     assert checked["count"] == 3
     assert table.get_item(Key={"k": "job"})["Item"] == {"k": "job", "parsed_once": 1, "b": 1, "c": 1, "d": 1, "f": 3}
+
+
+scalars = (
+    st.text(min_size=1, max_size=12)
+    | st.integers(-(10**12), 10**12).map(Decimal)
+    | st.binary(min_size=1, max_size=12)
+    | st.booleans()
+    | st.none()
+)
+attribute_values = st.recursive(
+    scalars
+    | st.frozensets(st.text(min_size=1, max_size=6), min_size=1, max_size=3).map(set)
+    | st.frozensets(st.integers(0, 999).map(Decimal), min_size=1, max_size=3).map(set),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(min_size=1, max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+def _reads(table: Any, item: dict[str, Any]) -> list[Any]:
+    """What GetItem, Query, Scan and an UpdateItem's old and new images answer about `item`."""
+    table.put_item(Item=item)
+    key = {"k": item["k"]}
+    return [
+        table.get_item(Key=key),
+        table.query(KeyConditionExpression="k = :k", ExpressionAttributeValues={":k": item["k"]}),
+        table.scan(),
+        table.update_item(
+            Key=key, UpdateExpression="SET touched = :t", ExpressionAttributeValues={":t": 1}, ReturnValues="ALL_OLD"
+        ),
+        table.update_item(Key=key, UpdateExpression="REMOVE touched", ReturnValues="ALL_NEW"),
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    attributes=st.dictionaries(
+        st.text(min_size=1, max_size=8).filter(lambda name: name != "k"), attribute_values, max_size=8
+    )
+)
+def test_responses_carry_what_moto_itself_serialises(attributes: dict[str, Any]) -> None:
+    """Items of every attribute type, nested: the same answers with and without local.aws.response_fields."""
+    item = {"k": "job", **attributes}
+    with mock_aws():
+        table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
+            TableName="reads",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        corrected = _reads(table, item)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(
+                moto.core.serialize.XFormedAttributePicker,
+                "get_possible_keys",
+                response_fields._ORIGINAL_GET_POSSIBLE_KEYS,  # noqa: SLF001
+            )
+            original = _reads(table, item)
+    for answer in corrected + original:
+        answer.pop("ResponseMetadata")
+    assert corrected == original
+    assert corrected[0]["Item"] == item
+
+
+def _members(shape: Any, seen: set[str]) -> Iterator[tuple[str, Any, Any]]:
+    """Every (member name, member shape, structure) reachable from `shape`."""
+    if shape is None or shape.name in seen:
+        return
+    seen.add(shape.name)
+    if shape.type_name == "structure":
+        for name, member in shape.members.items():
+            yield name, member, shape
+            yield from _members(member, seen)
+    elif shape.type_name == "list":
+        yield from _members(shape.member, seen)
+    elif shape.type_name == "map":
+        yield from _members(shape.value, seen)
+
+
+def test_every_dynamodb_member_is_picked_from_a_dict_as_moto_picks_it() -> None:
+    """For each member of each DynamoDB answer's shape, a dict holding some of the member's aliases (each with its
+    own value): the corrected picker takes the value moto's own takes, the second time (remembered) as the first."""
+    model = moto.core.utils.get_service_model("dynamodb")
+    original = response_fields._ORIGINAL_GET_POSSIBLE_KEYS  # noqa: SLF001
+
+    class MotosOwnPicker(moto.core.serialize.XFormedAttributePicker):
+        get_possible_keys = original
+
+    picker, motos = moto.core.serialize.XFormedAttributePicker(), MotosOwnPicker()
+    seen: set[str] = set()
+    checked = 0
+    for operation in model.operation_names:
+        for name, member, structure in _members(model.operation_model(operation).output_shape, seen):
+            member.parent = structure  # as moto's serializer sets it before asking for the member
+
+            def context(obj: dict[str, Any], name: str = name, member: Any = member) -> Any:
+                return moto.core.serialize.AttributePickerContext(
+                    obj=obj, key=name, shape=member, operation_model=None, service_model=model, key_path=""
+                )
+
+            aliases = list(original(picker, context({})))
+            for held in (aliases, aliases[1:], aliases[-1:]):
+                obj = {alias: f"value of {alias}" for alias in held}
+                expected = motos(context(obj))
+                assert expected is not None or not held
+                for _ in range(2):
+                    assert picker(context(obj)) == expected, (operation, name, held)
+            checked += 1
+    assert checked > 100
+
+
+def test_a_dict_fields_aliases_are_derived_once(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto derived every alias of every member of every attribute value again for each value it serialised."""
+    derived = {"count": 0}
+    derive = response_fields._ORIGINAL_GET_POSSIBLE_KEYS  # noqa: SLF001
+
+    def counted(self: Any, context: Any) -> Any:
+        derived["count"] += 1
+        return derive(self, context)
+
+    monkeypatch.setattr(response_fields, "_ORIGINAL_GET_POSSIBLE_KEYS", counted)
+    monkeypatch.setattr(response_fields, "_KEYS", {})
+    table.put_item(Item={"k": "job", **{f"a{n}": f"value {n}" for n in range(30)}})
+    table.get_item(Key={"k": "job"})
+    first = derived["count"]
+    for _ in range(3):
+        table.get_item(Key={"k": "job"})
+    assert first > 10
+    assert derived["count"] == first
