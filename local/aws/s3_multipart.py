@@ -32,6 +32,11 @@ just freed), and the first part is the one written to such pages. Keeping the pa
 write at all, about 0.4 s/GiB to checksum) would hold one open file per part for the key's lifetime; not done.
 A failure while the parts are read (an I/O error, a full disk) leaves the upload without the parts read so far: it
 cannot be completed again, only aborted, where S3 would not have failed at all.
+
+A part (UploadPart, UploadPartCopy) larger than a key's in-memory buffer (moto's default: 5 MiB less 1 KiB; our
+parts are 8 MiB and more) went into the buffer's memory first and was copied to the key's file when the buffer
+overflowed; here it goes to the file at once. Measured with the copy benchmark (2 runs each way, interleaved): the
+copy job of 2.2 GiB 20.4-21.0 s, now 17.8-18.2 s; its promotion 11.3-12.3 s, now 8.0-8.3 s.
 """
 
 from __future__ import annotations
@@ -168,8 +173,12 @@ class _Assembled:
 
 
 def _set_value(key: FakeKey, new_value: bytes | _Assembled) -> None:
-    """moto's `FakeKey.value` setter, except that a key takes a completed upload's file over as its own."""
+    """moto's `FakeKey.value` setter, except that a key takes a completed upload's file over as its own, and that
+    a value larger than the key's in-memory buffer goes to the key's file at once (moto wrote it to memory, then
+    copied it to the file when the buffer overflowed: a part of 8 MiB against a 5 MiB buffer)."""
     if not isinstance(new_value, _Assembled):
+        if len(new_value) > key._max_buffer_size:  # noqa: SLF001 - the spooled file's threshold
+            key._value_buffer.rollover()  # noqa: SLF001
         _VALUE.__set__(key, new_value)
         return
     key._value_buffer.close()  # noqa: SLF001 - the empty file FakeKey.__init__ made before setting the value

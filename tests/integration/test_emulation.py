@@ -413,6 +413,27 @@ def test_a_completion_reads_each_part_once_and_copies_no_whole_object(
     assert bucket.get_object(Bucket="parts", Key="object")["Body"].read() == b"".join(parts)
 
 
+def test_a_value_larger_than_a_keys_buffer_goes_to_its_file_without_a_copy_in_memory() -> None:
+    """An 8 MiB part against moto's 5 MiB key buffer: moto wrote it to memory, then copied it to the file when the
+    buffer overflowed; local.aws.s3_multipart writes it to the file at once, the same bytes and ETag."""
+    value = random.Random(17).randbytes(8 * MIB)
+    tracing_already = tracemalloc.is_tracing()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        key = moto.s3.models.FakeKey("part", value, DEFAULT_ACCOUNT_ID, "us-east-1")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        if not tracing_already:
+            tracemalloc.stop()
+    try:
+        assert peak < MIB  # moto's own: 8 MiB, the value's copy in the spooled file's memory
+        assert key.value == value
+        assert key.etag == f'"{hashlib.md5(value).hexdigest()}"'  # noqa: S324 - S3's ETag is an MD5
+    finally:
+        key.dispose()
+
+
 # ---------------------------------------------------------------- DynamoDB: a Query sorts by keys computed once
 
 
