@@ -24,22 +24,23 @@ from .dispatch_cache import remember_backends_per_host
 from .query_order import sort_query_results_once
 from .response_fields import derive_response_field_aliases_once
 from .s3_multipart import complete_uploads_in_one_pass, read_part_copy_ranges
-from .sqs_clock import read_sqs_clock_directly
+from .sqs_clock import read_sqs_clock_directly, send_without_counting_messages
 from .template import REGION, StackResources, Template
 from .update_expressions import validate_update_expressions_once
 
 
 def correct_moto() -> None:
     """Where moto differs from AWS in ways our tests and benchmarks would measure: DynamoDB requests applied
-    atomically, SQS as fast with a full queue as with an empty one, a request routed without re-listing every
-    service, a part copied (UploadPartCopy) by reading its range of the source, not the whole object, a multipart
-    upload completed by reading each part once, not by copying the whole object through memory several times, a
-    Query's candidates sorted by keys computed once, an UpdateItem's expression parsed once per text and
-    validated without passes that cannot change its answer, and a response's fields looked up without deriving
-    their aliases anew for every value. Process-wide and idempotent; the local stack and the
-    in-process tests both call it."""
+    atomically, SQS as fast with a full queue as with an empty one (its clock read directly, its messages not
+    counted on every send), a request routed without re-listing every service, a part copied (UploadPartCopy) by
+    reading its range of the source, not the whole object, a multipart upload completed by reading each part once,
+    not by copying the whole object through memory several times, a Query's candidates sorted by keys computed once,
+    an UpdateItem's expression parsed once per text and validated without passes that cannot change its answer, and
+    a response's fields looked up without deriving their aliases anew for every value. Process-wide and idempotent;
+    the local stack and the in-process tests both call it."""
     serialise_dynamodb_requests()
     read_sqs_clock_directly()
+    send_without_counting_messages()
     remember_backends_per_host()
     read_part_copy_ranges()
     complete_uploads_in_one_pass()

@@ -25,6 +25,7 @@ import moto.dynamodb.parsing.ast_nodes
 import moto.dynamodb.parsing.expressions
 import moto.dynamodb.parsing.validators
 import moto.s3.models
+import moto.sqs.models
 import pytest
 from awscrt.checksums import crc64nvme
 from boto3.s3.transfer import TransferConfig
@@ -33,6 +34,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.exceptions import EntityTooSmall, InvalidPart, InvalidPartOrder, MalformedXML
 
@@ -150,6 +152,43 @@ def test_a_send_does_not_read_the_clock_once_per_queued_message(
     monkeypatch.setattr(moto.core.utils, "utcnow", counted)
     sqs.send_message(QueueUrl=url, MessageBody="{}")
     assert reads < 20  # 801 without local.aws.sqs_clock (four reads per queued message)
+
+
+def test_a_send_does_not_count_the_queued_messages(
+    deep_queue: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto builds every queue attribute on each SendMessage to read one flag, and three of them are passes over
+    every queued message; local.aws.sqs_clock leaves the counts out while a message is sent."""
+    sqs, url = deep_queue
+    looked_at = 0
+    visible = moto.sqs.models.Message.visible
+
+    def counted(message: Any) -> bool:
+        nonlocal looked_at
+        looked_at += 1
+        return bool(visible.fget(message))
+
+    monkeypatch.setattr(moto.sqs.models.Message, "visible", property(counted))
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "{}"} for i in range(10)])
+    assert looked_at == 0  # 400 per message sent without it (two of the counts look at every message)
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert looked_at > 0
+    assert counts["ApproximateNumberOfMessages"] == "211"
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_a_fifo_queue_still_deduplicates_by_content(deep_queue: tuple[Any, str]) -> None:
+    """The one attribute SendMessage reads, ContentBasedDeduplication, is still read while counts are left out."""
+    sqs, _ = deep_queue
+    url = sqs.create_queue(
+        QueueName="dedup.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    for _ in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
+    sqs.send_message(QueueUrl=url, MessageBody="other", MessageGroupId="g")
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == "2"
 
 
 def test_delays_and_visibility_still_follow_the_clock(deep_queue: tuple[Any, str]) -> None:
@@ -557,9 +596,38 @@ clauses = st.lists(
 )
 
 
+CONDITIONS = [
+    "c = :one",
+    "c<>:one",
+    "attribute_exists(a)",
+    "attribute_not_exists(m.x)",
+    "#n = :text",
+    "a.b >= :one",
+    "l[0] = :text",
+    "c BETWEEN :one AND :one",
+    "c IN (:one, :text)",
+    "size(l) > :one",
+    "begins_with(#n, :text)",
+    "c = = :one",  # refused, as the ones below
+    "attribute_exists(",
+    "c = :missing",
+    "#unknown = :one",
+    "c ! :one",
+]
+conditions = st.recursive(
+    st.sampled_from(CONDITIONS),
+    lambda inner: (
+        st.tuples(inner, st.sampled_from([" AND ", " OR ", "  and  "]), inner).map("".join)
+        | inner.map(lambda condition: f"NOT {condition}")
+        | inner.map(lambda condition: f"({condition})")
+    ),
+    max_leaves=4,
+)
+
+
 def _moto_unchanged(patch: pytest.MonkeyPatch) -> None:
-    """Put back what local.aws.update_expressions replaced: moto's own parse, handler maps, validation passes and
-    tree copies."""
+    """Put back what local.aws.update_expressions replaced: moto's own parse, handler maps, validation passes,
+    tree copies and condition lexing."""
     patch.setattr(moto.dynamodb.parsing.expressions.UpdateExpressionParser, "make", update_expressions._ORIGINAL_MAKE)  # noqa: SLF001
     traverser = moto.dynamodb.parsing.ast_nodes.DepthFirstTraverser
     patch.setattr(traverser, "nodes_to_be_processed", update_expressions._ORIGINAL_NODES_TO_BE_PROCESSED)  # noqa: SLF001
@@ -567,10 +635,11 @@ def _moto_unchanged(patch: pytest.MonkeyPatch) -> None:
     patch.delattr(moto.dynamodb.parsing.ast_nodes.Node, "__deepcopy__")
     for validator in ("ActionCountValidator", "OverlappingPathsValidator"):
         patch.delattr(getattr(moto.dynamodb.parsing.validators, validator), "traverse")
+    patch.setattr(ConditionExpressionParser, "_lex_condition_expression", update_expressions._ORIGINAL_LEX_CONDITION)  # noqa: SLF001
 
 
 def _answer(table: Any, expression: str, condition: str | None) -> Any:
-    """The item after the update from a fresh start, or the error moto answers with."""
+    """The item after the update from a fresh start, or the error moto answers with (or raises, in process)."""
     table.put_item(Item={"k": "job", "a": {"b": 1}, "c": 5, "name": "x", "l": ["y"], "m": {}})
     request: dict[str, Any] = {
         "Key": {"k": "job"},
@@ -584,15 +653,17 @@ def _answer(table: Any, expression: str, condition: str | None) -> Any:
         table.update_item(**request)
     except ClientError as error:
         return error.response["Error"]
+    except (ValueError, KeyError, AttributeError) as error:  # what moto raises for some malformed conditions
+        return type(error).__name__, str(error)
     return table.get_item(Key={"k": "job"})["Item"]
 
 
 @settings(max_examples=80, deadline=None)
-@given(expression=clauses.map(" ".join), condition=st.sampled_from([None, "c = :one", "attribute_exists(a)"]))
+@given(expression=clauses.map(" ".join), condition=st.none() | conditions)
 def test_an_update_answers_as_moto_itself_does(expression: str, condition: str | None) -> None:
     """Valid and refused expressions alike (repeated clauses, overlapping or repeated paths, a path into a
-    missing map, a type mismatch, a failed condition): the same item or the same error, with and without
-    local.aws.update_expressions, the same text asked twice in a row."""
+    missing map, a type mismatch, a failed, malformed or redundantly parenthesised condition): the same item or
+    the same error, with and without local.aws.update_expressions, the same text asked twice in a row."""
     with mock_aws():
         table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
             TableName="updates",
@@ -634,6 +705,35 @@ def test_an_update_expression_is_parsed_once_and_its_whole_checked_once(
     assert tokenized["count"] == 1
     assert checked["count"] == 3
     assert table.get_item(Key={"k": "job"})["Item"] == {"k": "job", "parsed_once": 1, "b": 1, "c": 1, "d": 1, "f": 3}
+
+
+def test_a_condition_is_lexed_once_per_text(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto lexed a condition twice per request (request layer and backend), token by token."""
+    tokens = {"count": 0}
+    lex_one = ConditionExpressionParser._lex_one_node  # noqa: SLF001
+
+    def counted(self: Any, remaining: str) -> Any:
+        tokens["count"] += 1
+        return lex_one(self, remaining)
+
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", counted)
+    condition = "attribute_not_exists(lexed_once) OR (lexed_once < :three AND NOT lexed_once = :three)"
+    for _ in range(3):
+        table.update_item(
+            Key={"k": "job"},
+            UpdateExpression="ADD lexed_once :one",
+            ConditionExpression=condition,
+            ExpressionAttributeValues={":one": 1, ":three": 3},
+        )
+    assert tokens["count"] == 24  # its 24 tokens and spaces, once; 144 without local.aws.update_expressions
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        table.update_item(
+            Key={"k": "job"},
+            UpdateExpression="ADD lexed_once :one",
+            ConditionExpression=condition,
+            ExpressionAttributeValues={":one": 1, ":three": 3},
+        )
+    assert table.get_item(Key={"k": "job"})["Item"]["lexed_once"] == 3
 
 
 scalars = (
