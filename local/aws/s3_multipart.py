@@ -33,10 +33,11 @@ write at all, about 0.4 s/GiB to checksum) would hold one open file per part for
 A failure while the parts are read (an I/O error, a full disk) leaves the upload without the parts read so far: it
 cannot be completed again, only aborted, where S3 would not have failed at all.
 
-A part (UploadPart, UploadPartCopy) larger than a key's in-memory buffer (moto's default: 5 MiB less 1 KiB; our
-parts are 8 MiB and more) went into the buffer's memory first and was copied to the key's file when the buffer
-overflowed; here it goes to the file at once. Measured with the copy benchmark (2 runs each way, interleaved): the
-copy job of 2.2 GiB 20.4-21.0 s, now 17.8-18.2 s; its promotion 11.3-12.3 s, now 8.0-8.3 s.
+A value larger than a key's in-memory buffer (moto's default: 5 MiB less 1 KiB), such as a part of UploadPart or
+UploadPartCopy (ours are 8 MiB and more) or the body of a PutObject or CopyObject, went into the buffer's memory
+first and was copied to the key's file when the buffer overflowed; here it goes to the file at once. Measured with
+the copy benchmark (2 runs each way, interleaved): the copy job of 2.2 GiB 20.4-21.0 s, now 17.8-18.2 s; its
+promotion 11.3-12.3 s, now 8.0-8.3 s.
 """
 
 from __future__ import annotations

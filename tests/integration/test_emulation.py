@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import inspect
 import random
@@ -135,11 +136,12 @@ def deep_queue() -> Iterator[tuple[Any, str]]:
         yield sqs, url
 
 
-def test_a_send_does_not_read_the_clock_once_per_queued_message(
+def test_counting_a_queue_does_not_read_the_clock_through_datetimes(
     deep_queue: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto counts every queued message on each SendMessage, reading the clock through datetime arithmetic for each
-    one; local.aws.sqs_clock makes that clock a plain time.time() (conftest applies it, as the local stack does)."""
+    """moto reads the clock for every queued message each time it counts a queue (GetQueueAttributes, and
+    ReceiveMessage looking for visible messages), through datetime arithmetic; local.aws.sqs_clock makes that clock
+    a plain time.time() (conftest applies it, as the local stack does)."""
     sqs, url = deep_queue
     reads = 0
     original = moto.core.utils.utcnow
@@ -150,8 +152,9 @@ def test_a_send_does_not_read_the_clock_once_per_queued_message(
         return original()
 
     monkeypatch.setattr(moto.core.utils, "utcnow", counted)
-    sqs.send_message(QueueUrl=url, MessageBody="{}")
-    assert reads < 20  # 801 without local.aws.sqs_clock (four reads per queued message)
+    sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)
+    assert reads < 20  # 3,602 without local.aws.sqs_clock (reads per queued message and count)
 
 
 def test_a_send_does_not_count_the_queued_messages(
@@ -678,37 +681,60 @@ def test_an_update_answers_as_moto_itself_does(expression: str, condition: str |
     assert corrected == [original, original]
 
 
+def _subclasses(cls: type) -> Iterator[type]:
+    for subclass in cls.__subclasses__():
+        yield subclass
+        yield from _subclasses(subclass)
+
+
 def test_an_update_expression_is_parsed_once_and_its_whole_checked_once(
     table: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto parsed the text twice per request (request layer and backend) and ran the action-count check on
-    every clause, action, path and value node of the tree (it took 36 of them for this expression)."""
-    tokenized = {"count": 0}
-    checked = {"count": 0}
+    """moto parsed the text twice per request (request layer and backend), ran the action-count and
+    overlapping-path checks on every clause, action, path and value node of the tree (36 of them for this
+    expression), built a validation pass's handler map anew for every node it visited, and deep-copied each node
+    through the pickle protocol (`copy._reconstruct`)."""
+    update_expressions._parsed.cache_clear()  # noqa: SLF001 - counted from a cold cache, whatever ran before
+    calls = {"tokenize": 0, "count actions": 0, "check overlaps": 0, "handler map": 0, "node via pickle": 0}
+
+    def counted(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return call
+
     tokenizer = moto.dynamodb.parsing.expressions.ExpressionTokenizer
-    make_list = tokenizer.make_list
-    verify = moto.dynamodb.parsing.validators.ActionCountValidator.verify_action_counts
+    validators = moto.dynamodb.parsing.validators
+    monkeypatch.setattr(tokenizer, "make_list", staticmethod(counted("tokenize", tokenizer.make_list)))
+    for validator, check, name in (
+        (validators.ActionCountValidator, "verify_action_counts", "count actions"),
+        (validators.OverlappingPathsValidator, "check_for_overlapping_paths", "check overlaps"),
+    ):
+        monkeypatch.setattr(validator, check, counted(name, getattr(validator, check)))
+    for traverser in _subclasses(moto.dynamodb.parsing.ast_nodes.DepthFirstTraverser):
+        if "_processing_map" in vars(traverser):
+            monkeypatch.setattr(traverser, "_processing_map", counted("handler map", traverser._processing_map))  # noqa: SLF001
+    reconstruct = copy._reconstruct  # type: ignore[attr-defined]  # noqa: SLF001
 
-    def counted_tokenizing(expression: str) -> Any:
-        tokenized["count"] += 1
-        return make_list(expression)
+    def counted_reconstruct(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(x, moto.dynamodb.parsing.ast_nodes.Node):
+            calls["node via pickle"] += 1
+        return reconstruct(x, *args, **kwargs)
 
-    def counted_check(self: Any, node: Any) -> Any:
-        checked["count"] += 1
-        return verify(self, node)
-
-    monkeypatch.setattr(tokenizer, "make_list", staticmethod(counted_tokenizing))
-    monkeypatch.setattr(moto.dynamodb.parsing.validators.ActionCountValidator, "verify_action_counts", counted_check)
+    monkeypatch.setattr(copy, "_reconstruct", counted_reconstruct)
     expression = "SET parsed_once = :one, b = :one, c = :one, d = :one REMOVE e ADD f :one"
     for _ in range(3):
         table.update_item(Key={"k": "job"}, UpdateExpression=expression, ExpressionAttributeValues={":one": 1})
-    assert tokenized["count"] == 1
-    assert checked["count"] == 3
+    passes = calls.pop("handler map")
+    assert calls == {"tokenize": 1, "count actions": 3, "check overlaps": 3, "node via pickle": 0}
+    assert passes <= 3 * 8  # one map per validation pass; moto built one per node it visited, 1,011 for these three
     assert table.get_item(Key={"k": "job"})["Item"] == {"k": "job", "parsed_once": 1, "b": 1, "c": 1, "d": 1, "f": 3}
 
 
 def test_a_condition_is_lexed_once_per_text(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """moto lexed a condition twice per request (request layer and backend), token by token."""
+    update_expressions._condition_tokens.cache_clear()  # noqa: SLF001 - counted from a cold cache
     tokens = {"count": 0}
     lex_one = ConditionExpressionParser._lex_one_node  # noqa: SLF001
 
