@@ -2,7 +2,7 @@
 
 Measured on this machine, in process: the webhook's SUBMITTED → COPYING update (12 SET actions, one REMOVE, a
 five-part condition) took 5.2 ms of CPU, a PutItem 1.0 ms; over the local stack's HTTP server 6.3 ms against 2.5.
-Real DynamoDB answers both in about the same time. Four costs of moto's, none of them part of the answer:
+Real DynamoDB answers both in about the same time. Five costs of moto's, none of them part of the answer:
 
 - The expression is parsed twice per request (the request layer and the backend), and again for every request
   with the same text. Here a parse is remembered per expression text: the tree is only read there, and the
