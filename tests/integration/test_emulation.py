@@ -12,7 +12,8 @@ import threading
 import time
 import tracemalloc
 import zlib
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, MutableMapping
 from decimal import Decimal
 from typing import Any
 
@@ -83,6 +84,16 @@ def _in_threads(work: Callable[[int], None]) -> list[BaseException]:
     return errors
 
 
+def _counting(calls: MutableMapping[str, int], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function`, each call counted in `calls[name]`."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return function(*args, **kwargs)
+
+    return call
+
+
 def test_concurrent_updates_of_one_item_all_apply(table: Any) -> None:
     """Unserialised, moto deep-copies the item while another thread adds to it: hundreds of RuntimeErrors."""
 
@@ -143,18 +154,11 @@ def test_counting_a_queue_does_not_read_the_clock_through_datetimes(
     ReceiveMessage looking for visible messages), through datetime arithmetic; local.aws.sqs_clock makes that clock
     a plain time.time() (conftest applies it, as the local stack does)."""
     sqs, url = deep_queue
-    reads = 0
-    original = moto.core.utils.utcnow
-
-    def counted() -> Any:
-        nonlocal reads
-        reads += 1
-        return original()
-
-    monkeypatch.setattr(moto.core.utils, "utcnow", counted)
+    calls: Counter[str] = Counter()
+    monkeypatch.setattr(moto.core.utils, "utcnow", _counting(calls, "clock", moto.core.utils.utcnow))
     sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
     sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)
-    assert reads < 20  # 3,602 without local.aws.sqs_clock (reads per queued message and count)
+    assert calls["clock"] < 20  # 3,602 without local.aws.sqs_clock (reads per queued message and count)
 
 
 def test_a_send_does_not_count_the_queued_messages(
@@ -163,20 +167,14 @@ def test_a_send_does_not_count_the_queued_messages(
     """moto builds every queue attribute on each SendMessage to read one flag, and three of them are passes over
     every queued message; local.aws.sqs_clock leaves the counts out while a message is sent."""
     sqs, url = deep_queue
-    looked_at = 0
+    calls: Counter[str] = Counter()
     visible = moto.sqs.models.Message.visible
-
-    def counted(message: Any) -> bool:
-        nonlocal looked_at
-        looked_at += 1
-        return bool(visible.fget(message))
-
-    monkeypatch.setattr(moto.sqs.models.Message, "visible", property(counted))
+    monkeypatch.setattr(moto.sqs.models.Message, "visible", property(_counting(calls, "looked at", visible.fget)))
     sqs.send_message(QueueUrl=url, MessageBody="{}")
     sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "{}"} for i in range(10)])
-    assert looked_at == 0  # 400 per message sent without it (two of the counts look at every message)
+    assert calls["looked at"] == 0  # 400 per message sent without it (two of the counts look at every message)
     counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert looked_at > 0
+    assert calls["looked at"] > 0
     assert counts["ApproximateNumberOfMessages"] == "211"
     assert counts["ApproximateNumberOfMessagesNotVisible"] == "0"
 
@@ -218,18 +216,12 @@ def test_the_dispatcher_looks_a_hosts_service_up_once(monkeypatch: pytest.Monkey
     local.aws.dispatch_cache remembers the answer per host."""
     remember_backends_per_host()
     dispatcher = DomainDispatcherApplication(create_backend_app)
-    listings = 0
-    original = moto.backends.list_of_moto_modules
-
-    def counted() -> Any:
-        nonlocal listings
-        listings += 1
-        return original()
-
-    monkeypatch.setattr(moto.backends, "list_of_moto_modules", counted)
+    calls: Counter[str] = Counter()
+    listing = _counting(calls, "listings", moto.backends.list_of_moto_modules)
+    monkeypatch.setattr(moto.backends, "list_of_moto_modules", listing)
     host = "dynamodb.eu-west-3.amazonaws.com"  # a host no other test routes, so its first lookup happens here
     assert [dispatcher.get_backend_for_host(host) for _ in range(3)] == ["dynamodb"] * 3
-    assert listings == 1
+    assert calls["listings"] == 1
 
 
 # ---------------------------------------------------------------- S3: a part copy reads its range, not the object
@@ -696,25 +688,18 @@ def test_an_update_expression_is_parsed_once_and_its_whole_checked_once(
     through the pickle protocol (`copy._reconstruct`)."""
     update_expressions._parsed.cache_clear()  # noqa: SLF001 - counted from a cold cache, whatever ran before
     calls = {"tokenize": 0, "count actions": 0, "check overlaps": 0, "handler map": 0, "node via pickle": 0}
-
-    def counted(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            calls[name] += 1
-            return function(*args, **kwargs)
-
-        return call
-
     tokenizer = moto.dynamodb.parsing.expressions.ExpressionTokenizer
     validators = moto.dynamodb.parsing.validators
-    monkeypatch.setattr(tokenizer, "make_list", staticmethod(counted("tokenize", tokenizer.make_list)))
+    monkeypatch.setattr(tokenizer, "make_list", staticmethod(_counting(calls, "tokenize", tokenizer.make_list)))
     for validator, check, name in (
         (validators.ActionCountValidator, "verify_action_counts", "count actions"),
         (validators.OverlappingPathsValidator, "check_for_overlapping_paths", "check overlaps"),
     ):
-        monkeypatch.setattr(validator, check, counted(name, getattr(validator, check)))
+        monkeypatch.setattr(validator, check, _counting(calls, name, getattr(validator, check)))
     for traverser in _subclasses(moto.dynamodb.parsing.ast_nodes.DepthFirstTraverser):
         if "_processing_map" in vars(traverser):
-            monkeypatch.setattr(traverser, "_processing_map", counted("handler map", traverser._processing_map))  # noqa: SLF001
+            handler_map = _counting(calls, "handler map", traverser._processing_map)  # noqa: SLF001
+            monkeypatch.setattr(traverser, "_processing_map", handler_map)
     reconstruct = copy._reconstruct  # type: ignore[attr-defined]  # noqa: SLF001
 
     def counted_reconstruct(x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -735,14 +720,9 @@ def test_an_update_expression_is_parsed_once_and_its_whole_checked_once(
 def test_a_condition_is_lexed_once_per_text(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """moto lexed a condition twice per request (request layer and backend), token by token."""
     update_expressions._condition_tokens.cache_clear()  # noqa: SLF001 - counted from a cold cache
-    tokens = {"count": 0}
-    lex_one = ConditionExpressionParser._lex_one_node  # noqa: SLF001
-
-    def counted(self: Any, remaining: str) -> Any:
-        tokens["count"] += 1
-        return lex_one(self, remaining)
-
-    monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", counted)
+    calls: Counter[str] = Counter()
+    lex_one = _counting(calls, "tokens", ConditionExpressionParser._lex_one_node)  # noqa: SLF001
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", lex_one)
     condition = "attribute_not_exists(lexed_once) OR (lexed_once < :three AND NOT lexed_once = :three)"
     for _ in range(3):
         table.update_item(
@@ -751,7 +731,7 @@ def test_a_condition_is_lexed_once_per_text(table: Any, monkeypatch: pytest.Monk
             ConditionExpression=condition,
             ExpressionAttributeValues={":one": 1, ":three": 3},
         )
-    assert tokens["count"] == 24  # its 24 tokens and spaces, once; 144 without local.aws.update_expressions
+    assert calls["tokens"] == 24  # its 24 tokens and spaces, once; 144 without local.aws.update_expressions
     with pytest.raises(ClientError, match="ConditionalCheckFailed"):
         table.update_item(
             Key={"k": "job"},
@@ -872,19 +852,14 @@ def test_every_dynamodb_member_is_picked_from_a_dict_as_moto_picks_it() -> None:
 
 def test_a_dict_fields_aliases_are_derived_once(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """moto derived every alias of every member of every attribute value again for each value it serialised."""
-    derived = {"count": 0}
-    derive = response_fields._ORIGINAL_GET_POSSIBLE_KEYS  # noqa: SLF001
-
-    def counted(self: Any, context: Any) -> Any:
-        derived["count"] += 1
-        return derive(self, context)
-
-    monkeypatch.setattr(response_fields, "_ORIGINAL_GET_POSSIBLE_KEYS", counted)
+    calls: Counter[str] = Counter()
+    derive = _counting(calls, "derived", response_fields._ORIGINAL_GET_POSSIBLE_KEYS)  # noqa: SLF001
+    monkeypatch.setattr(response_fields, "_ORIGINAL_GET_POSSIBLE_KEYS", derive)
     monkeypatch.setattr(response_fields, "_KEYS", {})
     table.put_item(Item={"k": "job", **{f"a{n}": f"value {n}" for n in range(30)}})
     table.get_item(Key={"k": "job"})
-    first = derived["count"]
+    first = calls["derived"]
     for _ in range(3):
         table.get_item(Key={"k": "job"})
     assert first > 10
-    assert derived["count"] == first
+    assert calls["derived"] == first
